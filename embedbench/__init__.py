@@ -1,0 +1,1 @@
+"""embedbench: retention of quantized embeddings on real MTEB tasks."""
