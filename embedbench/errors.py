@@ -22,9 +22,11 @@ class ProviderError(EmbedbenchError):
     """A provider failed after retries, or answered something unusable (exit code 1)."""
 
 
-def unknown_name(kind: str, name: str, allowed: Iterable[str]) -> UserError:
+def unknown_name(
+    kind: str, name: str, allowed: Iterable[str], listing: str | None = None
+) -> UserError:
     """`unknown technique 'binnary' (did you mean 'binary'?); allowed: ...`"""
     allowed = sorted(allowed)
     close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return UserError(f"unknown {kind} '{name}'{hint}; allowed: {', '.join(allowed)}")
+    return UserError(f"unknown {kind} '{name}'{hint}; allowed: {listing or ', '.join(allowed)}")

@@ -27,10 +27,15 @@ Progress = Callable[[int, int], None]  # (texts done, texts to do)
 
 @dataclass
 class Batch:
-    """A provider's answer for one batch: vectors in request order, tokens billed."""
+    """A provider's answer for one batch: vectors in request order, tokens billed.
+
+    `extras` holds provider-native quantized outputs requested in the same call
+    (e.g. Cohere `int8`, `ubinary`), one row per text, keyed by embedding type.
+    """
 
     vectors: np.ndarray
     tokens: int = 0
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass

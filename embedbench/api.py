@@ -1,0 +1,56 @@
+"""The operations the CLI offers, as library calls that return data and never print."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from embedbench.cache import EmbeddingCache, NamespaceStats, default_cache_path
+from embedbench.config import Config, load_config
+from embedbench.registry import PROVIDERS, check_config, technique_catalog
+from embedbench.report import write_outputs
+from embedbench.runner import ProgressFn, RunResult, run_sweep
+from embedbench.tasks import known_tasks, resolve_data_dir
+
+
+def cache_path_for(flag: str | Path | None, config: Config | None = None) -> Path:
+    """--cache, else the config's cache, else $EMBEDBENCH_CACHE or the default."""
+    value = flag or (config.cache if config else None)
+    return Path(value).expanduser() if value else default_cache_path()
+
+
+def validate(config_path: str | Path) -> Config:
+    """Load and fully check a config (names resolve), calling no provider."""
+    config = load_config(config_path)
+    check_config(config)
+    return config
+
+
+def run(config_path: str | Path, data_dir: str | Path | None = None,
+        cache: str | Path | None = None, output: str | Path | None = None,
+        progress: ProgressFn | None = None) -> tuple[RunResult, Path]:
+    """Validate, run the sweep, write the outputs; returns the result and its folder."""
+    t0 = time.perf_counter()
+    config = validate(config_path)
+    if output:
+        config = config.model_copy(update={"output": str(output)})
+    folder = resolve_data_dir(data_dir, config.data_dir)
+    path = cache_path_for(cache, config)
+    with EmbeddingCache(path) as store:
+        result = run_sweep(config, folder, store, **({"progress": progress} if progress else {}))
+    out = write_outputs(result, time.perf_counter() - t0, path)
+    return result, out
+
+
+def catalog(kind: str) -> list[str]:
+    if kind == "providers":
+        return sorted(PROVIDERS)
+    if kind == "techniques":
+        return technique_catalog()
+    return known_tasks()
+
+
+def cache_stats(cache: str | Path | None = None) -> tuple[Path, list[NamespaceStats], int]:
+    path = cache_path_for(cache)
+    with EmbeddingCache(path) as store:
+        return path, store.stats(), store.file_bytes()

@@ -1,0 +1,178 @@
+"""The YAML experiment grid: schema, validation in one place, expansion into cells.
+
+Every user mistake becomes one `UserError` line naming the field and what is
+allowed, with "did you mean" for near-miss names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from embedbench.errors import UserError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderSpec(_Strict):
+    """One provider model; `options` go to the provider (batch size, region, ...)."""
+
+    name: str = Field(description="provider family: local, bedrock, cohere")
+    model: str = Field(description="model name, id or local folder")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.model}"
+
+
+class Calibration(_Strict):
+    """Where fitted parameters come from: never the evaluation split."""
+
+    split: str = "train"
+    max_texts: int = Field(5000, ge=1)
+    seed: int = 0
+
+
+class Evaluation(_Strict):
+    """Evaluator settings shared by the float baseline and every technique."""
+
+    normalize: bool = True
+    bootstrap: int = Field(1000, ge=100)
+    seed: int = 42
+    n_experiments: int | None = Field(None, ge=1)
+    samples_per_label: int | None = Field(None, ge=1)
+
+
+class Config(_Strict):
+    """A provider × task × technique grid."""
+
+    name: str
+    providers: list[ProviderSpec] = Field(min_length=1)
+    tasks: list[str] = Field(min_length=1)
+    techniques: list[str] = Field(min_length=1)
+    calibration: Calibration = Field(default_factory=Calibration)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    output: str | None = None
+    data_dir: str | None = None
+    cache: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError("use letters, digits, '.', '_' and '-' (it names the output folder)")
+        return v
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _provider_shorthand(cls, v: Any) -> Any:
+        """Accept `family:model` strings as well as mappings."""
+        if isinstance(v, list):
+            return [
+                dict(zip(("name", "model"), p.split(":", 1), strict=True))
+                if isinstance(p, str) and ":" in p
+                else p
+                for p in v
+            ]
+        return v
+
+    @field_validator("tasks", "techniques")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({x for x in v if v.count(x) > 1})
+        if dup:
+            raise ValueError(f"listed twice: {', '.join(dup)}")
+        return v
+
+    def output_dir(self) -> Path:
+        return Path(self.output) if self.output else Path("results") / self.name
+
+    def canonical(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def hash(self) -> str:
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def cells(self) -> list[Cell]:
+        """The grid in run order: provider, then task, then technique."""
+        return [
+            Cell(p, t, q) for p in self.providers for t in self.tasks for q in self.techniques
+        ]
+
+
+@dataclass(frozen=True)
+class Cell:
+    provider: ProviderSpec
+    task: str
+    technique: str
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "config"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The schema class that owns the field at `loc` (for listing allowed keys)."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        ann = model.model_fields[part].annotation
+        inner = getattr(ann, "__args__", (ann,))[0]
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
+    return model
+
+
+def _one_line(err: dict[str, Any]) -> str:
+    loc = err["loc"]
+    where = _loc(loc)
+    if err["type"] == "extra_forbidden":
+        allowed = list(_model_at(loc).model_fields)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{where}: unknown field{hint}; allowed: {', '.join(allowed)}"
+    if err["type"] == "missing":
+        return f"{where}: required field is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {msg} (got {err.get('input')!r})"
+
+
+def parse_config(data: Any, source: str = "config") -> Config:
+    """Validate a loaded YAML mapping into a `Config`, or raise one `UserError` line."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping with name, providers, tasks, techniques")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise UserError(f"{source}: {_one_line(first)}{more}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    return parse_config(data, str(path))

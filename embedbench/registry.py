@@ -1,0 +1,74 @@
+"""Names → factories for providers, techniques and tasks, with "did you mean" errors."""
+
+from __future__ import annotations
+
+import importlib
+
+from embedbench.config import Config, ProviderSpec
+from embedbench.errors import UserError, unknown_name
+from embedbench.providers.base import Provider
+from embedbench.quantize import CODES, PRESETS, TRANSFORMS, Technique, parse_technique
+
+# family -> "module:Class", imported only when used (boto3 and cohere load slowly).
+PROVIDERS: dict[str, str] = {
+    "local": "embedbench.providers.local:LocalProvider",
+    "bedrock": "embedbench.providers.bedrock:BedrockProvider",
+    "cohere": "embedbench.providers.cohere_api:CohereProvider",
+}
+
+
+def provider_class(family: str) -> type[Provider]:
+    if family not in PROVIDERS:
+        raise unknown_name("provider", family, PROVIDERS)
+    module, cls = PROVIDERS[family].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_provider(spec: ProviderSpec) -> Provider:
+    """Instantiate a provider; bad options become one `UserError` line."""
+    cls = provider_class(spec.name)
+    try:
+        return cls(spec.model, **spec.options)
+    except TypeError as e:
+        raise UserError(f"providers ({spec.label}): bad options {sorted(spec.options)}: {e}") from None
+
+
+def build_technique(name: str) -> Technique:
+    try:
+        return parse_technique(name)
+    except KeyError as e:
+        part = e.args[0]
+        if part == name:
+            raise unknown_name("technique", name, technique_catalog()) from None
+        kind = "code" if name.endswith(part) else "transform"
+        allowed = CODES if kind == "code" else TRANSFORMS
+        raise unknown_name(f"{kind} in technique '{name}'", part, allowed) from None
+
+
+def technique_catalog() -> list[str]:
+    """Preset names and bare codes; any `transform+...+code` composes on top."""
+    return sorted(set(PRESETS) | set(CODES))
+
+
+def check_config(config: Config) -> None:
+    """Check every name in the grid resolves, without calling any provider or the hub."""
+    for i, p in enumerate(config.providers):
+        if p.name not in PROVIDERS:
+            raise UserError(f"providers[{i}].name: {unknown_name('provider', p.name, PROVIDERS)}")
+    for t in config.techniques:
+        build_technique(t)
+    import mteb
+
+    from embedbench.tasks import PURPOSE_BY_TYPE, TASK_LISTING, known_tasks
+
+    for t in config.tasks:
+        try:
+            task_type = mteb.get_task(t).metadata.type
+        except KeyError:
+            raise unknown_name("task", t, known_tasks(), TASK_LISTING) from None
+        if task_type not in PURPOSE_BY_TYPE:
+            raise UserError(
+                f"tasks: {t} is a {task_type} task; supported types: {', '.join(PURPOSE_BY_TYPE)}"
+            )
+    for p in config.providers:
+        build_provider(p).close()

@@ -1,0 +1,177 @@
+"""MTEB tasks: mteb's own task objects and evaluators, fed from a local folder or the hub.
+
+With a data folder, `<dir>/<TaskName>/<split>.jsonl` is loaded into the task before
+mteb sees it (mteb then skips its own loading); without one, mteb loads from the
+hub as usual. This module also names the texts a task evaluates on and the
+calibration texts (the train split, never the evaluation split).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embedbench.errors import UserError, unknown_name
+from embedbench.providers.base import Purpose
+
+# Task types this harness evaluates, and the provider purpose each implies.
+PURPOSE_BY_TYPE: dict[str, Purpose] = {
+    "STS": "sts",
+    "Classification": "classification",
+}
+DATA_ENV = "EMBEDBENCH_DATA_DIR"
+TASK_LISTING = "any mteb STS or Classification task (`embedbench list tasks`)"
+
+
+@dataclass
+class LoadedTask:
+    """An mteb task with its data loaded, and where the data came from."""
+
+    name: str
+    task: Any  # mteb.AbsTask
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def type(self) -> str:
+        return self.task.metadata.type
+
+    @property
+    def eval_split(self) -> str:
+        return self.task.metadata.eval_splits[0]
+
+    @property
+    def purpose(self) -> Purpose:
+        return PURPOSE_BY_TYPE[self.type]
+
+    def split(self, name: str):
+        ds = self.task.dataset
+        if "default" in ds and name not in ds:
+            ds = ds["default"]
+        if name not in ds:
+            raise UserError(
+                f"task {self.name}: no '{name}' split; available: {', '.join(sorted(ds))}"
+            )
+        return ds[name]
+
+    def text_columns(self) -> list[str]:
+        if self.type == "STS":
+            return list(self.task.column_names)
+        return [self.task.input_column_name]
+
+    def texts(self, split: str) -> list[str]:
+        """Every text of a split, in order, duplicates kept."""
+        ds = self.split(split)
+        out: list[str] = []
+        for col in self.text_columns():
+            out.extend(ds[col])
+        return out
+
+    def eval_texts(self) -> list[str]:
+        return self.texts(self.eval_split)
+
+    def calibration_texts(self, split: str, max_texts: int, seed: int) -> list[str]:
+        """Unique texts of the calibration split, a seeded sample of at most `max_texts`.
+
+        Texts that also occur in the evaluation split are dropped, so nothing fitted
+        can have seen an evaluation text.
+        """
+        if split == self.eval_split:
+            raise UserError(
+                f"calibration.split: '{split}' is the evaluation split of {self.name}; "
+                "calibrating on it leaks test data (use 'train' or 'validation')"
+            )
+        held_out = set(self.eval_texts())
+        unique = [t for t in dict.fromkeys(self.texts(split)) if t not in held_out]
+        if len(unique) > max_texts:
+            unique = sorted(random.Random(seed).sample(unique, max_texts))
+        return unique
+
+
+def known_tasks() -> list[str]:
+    """The task names this harness can evaluate (types above)."""
+    import mteb
+
+    return sorted(
+        t.metadata.name for t in mteb.get_tasks(task_types=list(PURPOSE_BY_TYPE), languages=None)
+    )
+
+
+def resolve_data_dir(flag: str | Path | None, config_value: str | Path | None) -> Path | None:
+    """--data-dir, else the config's data_dir, else $EMBEDBENCH_DATA_DIR, else None (hub)."""
+    value = flag or config_value or os.environ.get(DATA_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise UserError(f"data dir '{path}' is not a folder (from --data-dir, config or {DATA_ENV})")
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
+    return rows
+
+
+def _load_local(task: Any, folder: Path) -> dict[str, Any]:
+    from datasets import Dataset, DatasetDict
+
+    files = sorted(folder.glob("*.jsonl"))
+    if not files:
+        raise UserError(f"task folder {folder} holds no <split>.jsonl files")
+    task.dataset = DatasetDict({f.stem: Dataset.from_list(_read_jsonl(f)) for f in files})
+    task.data_loaded = True
+    return {
+        "kind": "local",
+        "folder": str(folder.resolve()),
+        "files": {f.name: sha256_file(f) for f in files},
+    }
+
+
+def load_task(name: str, data_dir: Path | None) -> LoadedTask:
+    """The mteb task `name` with data loaded from `data_dir/<name>/` or the hub."""
+    import mteb
+
+    try:
+        task = mteb.get_task(name)
+    except KeyError:
+        raise unknown_name("task", name, known_tasks(), TASK_LISTING) from None
+    if task.metadata.type not in PURPOSE_BY_TYPE:
+        raise UserError(
+            f"task {name} is of type {task.metadata.type}; supported types: "
+            f"{', '.join(PURPOSE_BY_TYPE)}"
+        )
+    folder = data_dir / name if data_dir else None
+    if folder is not None and folder.is_dir():
+        source = _load_local(task, folder)
+    else:
+        try:
+            task.load_data()
+        except (ConnectionError, OSError) as e:
+            where = f"no folder {folder} and " if folder else ""
+            raise UserError(
+                f"task {name}: {where}the hub cannot be reached ({type(e).__name__}); "
+                f"give --data-dir or {DATA_ENV} with <dir>/{name}/<split>.jsonl"
+            ) from e
+        source = {"kind": "hub", "path": task.metadata.dataset["path"],
+                  "revision": task.metadata.dataset["revision"]}
+    return LoadedTask(name=name, task=task, source=source)
