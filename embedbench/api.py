@@ -26,9 +26,13 @@ def validate(config_path: str | Path) -> Config:
     return config
 
 
-def run(config_path: str | Path, data_dir: str | Path | None = None,
-        cache: str | Path | None = None, output: str | Path | None = None,
-        progress: ProgressFn | None = None) -> tuple[RunResult, Path]:
+def run(
+    config_path: str | Path,
+    data_dir: str | Path | None = None,
+    cache: str | Path | None = None,
+    output: str | Path | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[RunResult, Path]:
     """Validate, run the sweep, write the outputs; returns the result and its folder."""
     t0 = time.perf_counter()
     config = validate(config_path)

@@ -29,8 +29,9 @@ class _Bars:
         bar = self._bars.get(key)
         if bar is None:
             label = "evaluating" if phase == "evaluate" else f"embedding {desc}"
-            bar = self._bars[key] = self._tqdm(total=total, desc=label, unit="cell"
-                                               if phase == "evaluate" else "text", leave=True)
+            bar = self._bars[key] = self._tqdm(
+                total=total, desc=label, unit="cell" if phase == "evaluate" else "text", leave=True
+            )
         if phase == "evaluate":
             bar.set_postfix_str(desc)
         bar.update(done - bar.n)
@@ -80,14 +81,15 @@ def run(config: str, data_dir: str | None, cache: str | None, output: str | None
 def validate(config: str) -> None:
     """Check CONFIG without calling any provider."""
     cfg = api.validate(config)
-    click.echo(f"{config}: ok, {len(cfg.cells())} cells "
-               f"({len(cfg.providers)} providers × {len(cfg.tasks)} tasks × "
-               f"{len(cfg.techniques)} techniques)")
+    click.echo(
+        f"{config}: ok, {len(cfg.cells())} cells "
+        f"({len(cfg.providers)} providers × {len(cfg.tasks)} tasks × "
+        f"{len(cfg.techniques)} techniques)"
+    )
 
 
 @cli.command(name="list")
-@click.argument("kind", required=False,
-                type=click.Choice(["providers", "techniques", "tasks"]))
+@click.argument("kind", required=False, type=click.Choice(["providers", "techniques", "tasks"]))
 def list_(kind: str | None) -> None:
     """List providers, techniques (presets and codes; compose as transform+code) or tasks."""
     for k in [kind] if kind else ["providers", "techniques", "tasks"]:

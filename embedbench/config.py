@@ -35,6 +35,14 @@ class ProviderSpec(_Strict):
     def label(self) -> str:
         return f"{self.name}:{self.model}"
 
+    @property
+    def key(self) -> str:
+        """The label, plus a short hash of the options when there are any."""
+        if not self.options:
+            return self.label
+        blob = json.dumps(self.options, sort_keys=True, default=str)
+        return f"{self.label}@{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
 
 class Calibration(_Strict):
     """Where fitted parameters come from: never the evaluation split."""
@@ -107,9 +115,7 @@ class Config(_Strict):
 
     def cells(self) -> list[Cell]:
         """The grid in run order: provider, then task, then technique."""
-        return [
-            Cell(p, t, q) for p in self.providers for t in self.tasks for q in self.techniques
-        ]
+        return [Cell(p, t, q) for p in self.providers for t in self.tasks for q in self.techniques]
 
 
 @dataclass(frozen=True)

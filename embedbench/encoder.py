@@ -25,8 +25,9 @@ def l2_normalize(X: np.ndarray) -> np.ndarray:
     return X / np.where(norms > 0, norms, 1.0)
 
 
-def model_meta(model_name: str, provider: str, technique: Technique, normalize: bool,
-               embed_dim: int | None):
+def model_meta(
+    model_name: str, provider: str, technique: Technique, normalize: bool, embed_dim: int | None
+):
     """mteb ModelMeta for one (provider model, technique) run, told apart by experiment kwargs."""
     import mteb
     from mteb.models.model_meta import ModelMeta
@@ -35,11 +36,22 @@ def model_meta(model_name: str, provider: str, technique: Technique, normalize: 
         meta = mteb.get_model_meta(model_name)
     except (KeyError, ValueError):
         meta = ModelMeta(
-            loader=None, name=model_name if "/" in model_name else f"{provider}/{model_name}",
-            revision=None, release_date=None, languages=None, n_parameters=None,
-            memory_usage_mb=None, max_tokens=None, embed_dim=embed_dim, license=None,
-            open_weights=None, public_training_code=None, public_training_data=None,
-            framework=[], similarity_fn_name="cosine", use_instructions=False,
+            loader=None,
+            name=model_name if "/" in model_name else f"{provider}/{model_name}",
+            revision=None,
+            release_date=None,
+            languages=None,
+            n_parameters=None,
+            memory_usage_mb=None,
+            max_tokens=None,
+            embed_dim=embed_dim,
+            license=None,
+            open_weights=None,
+            public_training_code=None,
+            public_training_data=None,
+            framework=[],
+            similarity_fn_name="cosine",
+            use_instructions=False,
             training_datasets=None,
         )
     kwargs = {"provider": provider, "technique": technique.spec, "normalize": normalize}
@@ -59,8 +71,16 @@ class TechniqueEncoder:
     def mteb_model_meta(self):
         return self._meta
 
-    def encode(self, inputs, *, task_metadata, hf_split: str, hf_subset: str,
-               prompt_type=None, **kwargs: Any) -> np.ndarray:
+    def encode(
+        self,
+        inputs,
+        *,
+        task_metadata,
+        hf_split: str,
+        hf_subset: str,
+        prompt_type=None,
+        **kwargs: Any,
+    ) -> np.ndarray:
         texts = [t for batch in inputs for t in batch["text"]]
         return self.serve(self.lookup(texts, prompt_type))
 

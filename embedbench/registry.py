@@ -30,7 +30,9 @@ def build_provider(spec: ProviderSpec) -> Provider:
     try:
         return cls(spec.model, **spec.options)
     except TypeError as e:
-        raise UserError(f"providers ({spec.label}): bad options {sorted(spec.options)}: {e}") from None
+        raise UserError(
+            f"providers ({spec.label}): bad options {sorted(spec.options)}: {e}"
+        ) from None
 
 
 def build_technique(name: str) -> Technique:

@@ -20,13 +20,37 @@ from typing import Any
 from embedbench.runner import CellResult, RunResult
 
 COLUMNS = [
-    "task", "provider", "model", "technique", "spec", "dim", "bits_per_dim",
-    "bytes_per_vector", "size_multiplier", "params_bytes", "score", "float_score",
-    "retention", "ci_low", "ci_high", "verdict", "interval_method", "calibration",
+    "task",
+    "provider",
+    "model",
+    "technique",
+    "spec",
+    "dim",
+    "bits_per_dim",
+    "bytes_per_vector",
+    "size_multiplier",
+    "params_bytes",
+    "score",
+    "float_score",
+    "retention",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "interval_method",
+    "calibration",
 ]
 PACKAGES = [
-    "embedbench", "mteb", "sentence-transformers", "torch", "numpy", "scipy",
-    "scikit-learn", "datasets", "boto3", "cohere", "joblib",
+    "embedbench",
+    "mteb",
+    "sentence-transformers",
+    "torch",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "datasets",
+    "boto3",
+    "cohere",
+    "joblib",
 ]
 
 
@@ -34,13 +58,24 @@ def row_values(r: CellResult) -> dict[str, str]:
     """One CSV row, every number at a fixed precision."""
     ret = r.retention
     return {
-        "task": r.task, "provider": r.provider, "model": r.model, "technique": r.technique,
-        "spec": r.spec, "dim": str(r.dim), "bits_per_dim": f"{r.bits_per_dim:g}",
-        "bytes_per_vector": str(r.bytes_per_vector), "size_multiplier": f"{r.size_multiplier:g}",
-        "params_bytes": str(r.params_bytes), "score": f"{r.score:.6f}",
-        "float_score": f"{r.float_score:.6f}", "retention": f"{ret.retention:.2f}",
-        "ci_low": f"{ret.ci_low:.2f}", "ci_high": f"{ret.ci_high:.2f}", "verdict": ret.verdict,
-        "interval_method": r.interval_method, "calibration": r.calibration,
+        "task": r.task,
+        "provider": r.provider,
+        "model": r.model,
+        "technique": r.technique,
+        "spec": r.spec,
+        "dim": str(r.dim),
+        "bits_per_dim": f"{r.bits_per_dim:g}",
+        "bytes_per_vector": str(r.bytes_per_vector),
+        "size_multiplier": f"{r.size_multiplier:g}",
+        "params_bytes": str(r.params_bytes),
+        "score": f"{r.score:.6f}",
+        "float_score": f"{r.float_score:.6f}",
+        "retention": f"{ret.retention:.2f}",
+        "ci_low": f"{ret.ci_low:.2f}",
+        "ci_high": f"{ret.ci_high:.2f}",
+        "verdict": ret.verdict,
+        "interval_method": r.interval_method,
+        "calibration": r.calibration,
     }
 
 
@@ -65,7 +100,8 @@ def markdown_table(rows: list[CellResult]) -> str:
         ci = "" if r.retention.verdict == "baseline" else f" [{v['ci_low']}, {v['ci_high']}]"
         lines.append(
             f"| {r.task} | {r.provider}:{r.model} | {r.technique} | {v['bits_per_dim']} "
-            f"| {v['size_multiplier']} | {v['score']} | {v['retention']}{ci} | {r.retention.verdict} |"
+            f"| {v['size_multiplier']} | {v['score']} | {v['retention']}{ci} "
+            f"| {r.retention.verdict} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -88,10 +124,19 @@ def markdown(result: RunResult) -> str:
 def git_commit() -> dict[str, Any]:
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True,
-                               text=True, check=True).stdout.strip() != ""
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "status", "--porcelain"],
+                cwd=here,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            != ""
+        )
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
     return {"commit": sha, "dirty": dirty}

@@ -45,8 +45,15 @@ def slug(text: str) -> str:
 class EmbeddingStore:
     """Float vectors of one provider and purpose, fetched once per run through the cache."""
 
-    def __init__(self, provider: Provider, purpose: Purpose, cache: EmbeddingCache,
-                 counters: FetchStats, progress: ProgressFn, desc: str):
+    def __init__(
+        self,
+        provider: Provider,
+        purpose: Purpose,
+        cache: EmbeddingCache,
+        counters: FetchStats,
+        progress: ProgressFn,
+        desc: str,
+    ):
         self.provider, self.purpose, self.cache = provider, purpose, cache
         self.counters, self.progress, self.desc = counters, progress, desc
         self._rows: dict[str, np.ndarray] = {}
@@ -54,8 +61,14 @@ class EmbeddingStore:
     def get(self, texts: list[str]) -> np.ndarray:
         missing = list(dict.fromkeys(t for t in texts if t not in self._rows))
         if missing:
-            vecs = fetch(self.provider, missing, self.purpose, self.cache, self.counters,
-                         lambda done, total: self.progress("embed", self.desc, done, total))
+            vecs = fetch(
+                self.provider,
+                missing,
+                self.purpose,
+                self.cache,
+                self.counters,
+                lambda done, total: self.progress("embed", self.desc, done, total),
+            )
             self._rows.update(zip(missing, vecs, strict=True))
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
@@ -139,8 +152,13 @@ def _evaluate(lt: LoadedTask, encoder: TechniqueEncoder, out: Path, folder: str)
 
     pred_dir = out / "predictions" / folder
     result = mteb.evaluate(
-        encoder, lt.task, cache=ResultCache(out / "mteb"), overwrite_strategy="always",
-        prediction_folder=pred_dir, show_progress_bar=False, raise_error=True,
+        encoder,
+        lt.task,
+        cache=ResultCache(out / "mteb"),
+        overwrite_strategy="always",
+        prediction_folder=pred_dir,
+        show_progress_bar=False,
+        raise_error=True,
     )
     score = float(result.task_results[0].get_score())
     preds_file = pred_dir / f"{lt.name}_predictions.json"
@@ -185,77 +203,124 @@ def _text_digest(texts: list[str]) -> str:
     return h.hexdigest()
 
 
-def run_sweep(config: Config, data_dir: Path | None, cache: EmbeddingCache,
-              progress: ProgressFn = _noop) -> RunResult:
-    """Run every cell of `config`; results and mteb files go to `config.output_dir()`."""
-    out = config.output_dir()
-    result = RunResult(config)
-    t = result.timings
-    techniques = {name: build_technique(name) for name in config.techniques}
-    loaded: dict[str, LoadedTask] = {}
-    n_cells, done = len(config.cells()), 0
-    for spec in config.providers:
+class _Sweep:
+    """One run of a grid: shared state of the cells, one method per level of the loop."""
+
+    def __init__(
+        self, config: Config, data_dir: Path | None, cache: EmbeddingCache, progress: ProgressFn
+    ):
+        self.config, self.data_dir, self.cache, self.progress = config, data_dir, cache, progress
+        self.out = config.output_dir()
+        self.result = RunResult(config)
+        self.timings = self.result.timings
+        self.tasks: dict[str, LoadedTask] = {}
+        self.n_cells, self.done = len(config.cells()), 0
+
+    def timer(self, phase: str) -> _Timer:
+        return _Timer(self.timings, phase)
+
+    def task(self, name: str) -> LoadedTask:
+        if name not in self.tasks:
+            with self.timer("load_tasks"):
+                self.tasks[name] = load_task(name, self.data_dir)
+                _prepare(self.tasks[name], self.config)
+            self.result.sources[name] = self.tasks[name].source
+        return self.tasks[name]
+
+    def provider(self, spec: ProviderSpec) -> None:
         provider = build_provider(spec)
         counters = FetchStats()
         try:
-            for task_name in config.tasks:
-                with _Timer(t, "load_tasks"):
-                    if task_name not in loaded:
-                        loaded[task_name] = load_task(task_name, data_dir)
-                        _prepare(loaded[task_name], config)
-                lt = loaded[task_name]
-                result.sources[task_name] = lt.source
-                store = EmbeddingStore(provider, lt.purpose, cache, counters, progress,
-                                       f"{spec.label} {task_name}")
-                cal = config.calibration
-                cal_texts = lt.calibration_texts(cal.split, cal.max_texts, cal.seed)
-                with _Timer(t, "embed"):
-                    store.get(cal_texts + lt.eval_texts())
-                    X_cal = store.get(cal_texts)
-                result.calibration[f"{spec.label}/{task_name}"] = {
-                    "split": cal.split, "texts": len(cal_texts), "seed": cal.seed,
-                    "texts_sha256": _text_digest(cal_texts), "touches_eval_texts": False,
-                }
-
-                def evaluate(tech: Technique) -> _Evaluated:
-                    meta = model_meta(provider.model, spec.name, tech,
-                                      config.evaluation.normalize, X_cal.shape[1])
-                    enc = TechniqueEncoder(lambda texts, _pt: store.get(texts), tech, meta,
-                                           config.evaluation.normalize)
-                    with _Timer(t, "evaluate"):
-                        return _evaluate(lt, enc, out, f"{slug(spec.label)}/{slug(tech.spec)}")
-
-                with _Timer(t, "fit"):
-                    baseline_tech = parse_technique("float32").fit(X_cal)
-                base = evaluate(baseline_tech)
-                for name, template in techniques.items():
-                    progress("evaluate", f"{task_name} {name}", done, n_cells)
-                    tech = build_technique(name)
-                    if tech.spec == baseline_tech.spec:
-                        ev, interval = base, None
-                    else:
-                        with _Timer(t, "fit"):
-                            tech.fit(X_cal)
-                        ev = evaluate(tech)
-                        with _Timer(t, "bootstrap"):
-                            interval = _interval(lt, base, ev, config)
-                    d = X_cal.shape[1]
-                    result.rows.append(CellResult(
-                        task=task_name, provider=spec.name, model=provider.model,
-                        technique=name, spec=tech.spec, dim=d,
-                        bits_per_dim=tech.bits_per_dim(d), bytes_per_vector=tech.bytes_per_vector(d),
-                        size_multiplier=tech.size_multiplier(d), params_bytes=tech.params_bytes(),
-                        score=ev.score, float_score=base.score,
-                        retention=stats.retention(ev.score, base.score, interval),
-                        interval_method=stats.BOOTSTRAP_METHODS[lt.type] if interval else "",
-                        calibration=f"{cal.split}:{len(cal_texts)}",
-                    ))
-                    done += 1
-                    progress("evaluate", f"{task_name} {name}", done, n_cells)
+            for task_name in self.config.tasks:
+                lt = self.task(task_name)
+                store = EmbeddingStore(
+                    provider,
+                    lt.purpose,
+                    self.cache,
+                    counters,
+                    self.progress,
+                    f"{spec.label} {task_name}",
+                )
+                self.provider_task(spec, provider.model, lt, store)
         finally:
             provider.close()
-            result.fetch[spec.label] = counters.as_dict()
-    return result
+            self.result.fetch[spec.key] = counters.as_dict()
+
+    def evaluate(
+        self,
+        spec: ProviderSpec,
+        model: str,
+        lt: LoadedTask,
+        store: EmbeddingStore,
+        tech: Technique,
+        dim: int,
+    ) -> _Evaluated:
+        normalize = self.config.evaluation.normalize
+        meta = model_meta(model, spec.key, tech, normalize, dim)
+        enc = TechniqueEncoder(lambda texts, _pt: store.get(texts), tech, meta, normalize)
+        with self.timer("evaluate"):
+            return _evaluate(lt, enc, self.out, f"{slug(spec.key)}/{slug(tech.spec)}")
+
+    def provider_task(
+        self, spec: ProviderSpec, model: str, lt: LoadedTask, store: EmbeddingStore
+    ) -> None:
+        cal = self.config.calibration
+        cal_texts = lt.calibration_texts(cal.split, cal.max_texts, cal.seed)
+        with self.timer("embed"):
+            store.get(cal_texts + lt.eval_texts())
+            X_cal = store.get(cal_texts)
+        d = X_cal.shape[1]
+        self.result.calibration[f"{spec.key}/{lt.name}"] = {
+            "split": cal.split,
+            "texts": len(cal_texts),
+            "seed": cal.seed,
+            "texts_sha256": _text_digest(cal_texts),
+            "touches_eval_texts": False,
+        }
+        with self.timer("fit"):
+            baseline = parse_technique("float32").fit(X_cal)
+        base = self.evaluate(spec, model, lt, store, baseline, d)
+        for name in self.config.techniques:
+            self.progress("evaluate", f"{lt.name} {name}", self.done, self.n_cells)
+            tech = build_technique(name)
+            if tech.spec == baseline.spec:
+                ev, interval = base, None
+            else:
+                with self.timer("fit"):
+                    tech.fit(X_cal)
+                ev = self.evaluate(spec, model, lt, store, tech, d)
+                with self.timer("bootstrap"):
+                    interval = _interval(lt, base, ev, self.config)
+            self.result.rows.append(
+                CellResult(
+                    task=lt.name,
+                    provider=spec.name,
+                    model=model,
+                    technique=name,
+                    spec=tech.spec,
+                    dim=d,
+                    bits_per_dim=tech.bits_per_dim(d),
+                    bytes_per_vector=tech.bytes_per_vector(d),
+                    size_multiplier=tech.size_multiplier(d),
+                    params_bytes=tech.params_bytes(),
+                    score=ev.score,
+                    float_score=base.score,
+                    retention=stats.retention(ev.score, base.score, interval),
+                    interval_method=stats.BOOTSTRAP_METHODS[lt.type] if interval else "",
+                    calibration=f"{cal.split}:{len(cal_texts)}",
+                )
+            )
+            self.done += 1
+            self.progress("evaluate", f"{lt.name} {name}", self.done, self.n_cells)
 
 
-__all__ = ["RunResult", "CellResult", "run_sweep", "ProviderSpec"]
+def run_sweep(
+    config: Config, data_dir: Path | None, cache: EmbeddingCache, progress: ProgressFn = _noop
+) -> RunResult:
+    """Run every cell of `config`; results and mteb files go to `config.output_dir()`."""
+    for name in config.techniques:
+        build_technique(name)  # fail on a bad name before any provider call
+    sweep = _Sweep(config, data_dir, cache, progress)
+    for spec in config.providers:
+        sweep.provider(spec)
+    return sweep.result

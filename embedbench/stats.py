@@ -54,8 +54,9 @@ def _interval(ratios: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def sts_retention(gold, pred_float, pred_tech, n_boot: int, seed: int,
-                  chunk: int = 200) -> tuple[float, float]:
+def sts_retention(
+    gold, pred_float, pred_tech, n_boot: int, seed: int, chunk: int = 200
+) -> tuple[float, float]:
     """Paired bootstrap interval (percent) of spearman(tech) / spearman(float)."""
     gold, pf, pt = (np.asarray(a, dtype=np.float64) for a in (gold, pred_float, pred_tech))
     rng = np.random.default_rng(seed)
@@ -67,8 +68,9 @@ def sts_retention(gold, pred_float, pred_tech, n_boot: int, seed: int,
     return _interval(np.concatenate(ratios))
 
 
-def classification_retention(labels, preds_float, preds_tech, n_boot: int,
-                             seed: int) -> tuple[float, float]:
+def classification_retention(
+    labels, preds_float, preds_tech, n_boot: int, seed: int
+) -> tuple[float, float]:
     """Paired two-way bootstrap interval (percent) of accuracy(tech) / accuracy(float).
 
     `preds_*` are (experiments × items) predicted labels from mteb.

@@ -108,7 +108,9 @@ def resolve_data_dir(flag: str | Path | None, config_value: str | Path | None) -
         return None
     path = Path(value).expanduser()
     if not path.is_dir():
-        raise UserError(f"data dir '{path}' is not a folder (from --data-dir, config or {DATA_ENV})")
+        raise UserError(
+            f"data dir '{path}' is not a folder (from --data-dir, config or {DATA_ENV})"
+        )
     return path
 
 
@@ -172,6 +174,9 @@ def load_task(name: str, data_dir: Path | None) -> LoadedTask:
                 f"task {name}: {where}the hub cannot be reached ({type(e).__name__}); "
                 f"give --data-dir or {DATA_ENV} with <dir>/{name}/<split>.jsonl"
             ) from e
-        source = {"kind": "hub", "path": task.metadata.dataset["path"],
-                  "revision": task.metadata.dataset["revision"]}
+        source = {
+            "kind": "hub",
+            "path": task.metadata.dataset["path"],
+            "revision": task.metadata.dataset["revision"],
+        }
     return LoadedTask(name=name, task=task, source=source)

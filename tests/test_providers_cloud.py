@@ -662,3 +662,25 @@ def test_scrub():
     for leaked in ("AKIAFAKE", "abcdef0123", "tok-123", "mysecret"):
         assert leaked not in line
     assert len(scrub("x" * 1000)) <= 300
+
+
+def test_cohere_sdk_parsing_path_gives_the_same_answers(server, monkeypatch):
+    """`raw_http = False` parses with the SDK's models: same vectors, extras, tokens, errors."""
+    texts = texts_n(20)
+    fast = cohere(server, native_types=["int8", "binary"]).embed_batch(texts, "query")
+    slow_p = cohere(server, native_types=["int8", "binary"])
+    monkeypatch.setattr(slow_p, "raw_http", False)
+    slow = slow_p.embed_batch(texts, "query")
+    np.testing.assert_array_equal(fast.vectors, slow.vectors)
+    assert fast.tokens == slow.tokens > 0
+    for t in ("int8", "binary"):
+        np.testing.assert_array_equal(fast.extras[t], slow.extras[t])
+        assert fast.extras[t].dtype == slow.extras[t].dtype
+    assert server.log[0].body == server.log[1].body
+    server.inject("throttle", "malformed", "500")
+    assert slow_p.embed_batch(["x"], "query").vectors.shape == (1, 1024)
+    server.inject("400")
+    with pytest.raises(UserError, match="injected validation error"):
+        slow_p.embed_batch(["x"], "query")
+    server.inject("wrong_dim")
+    assert slow_p.embed_batch(["x"], "query").vectors.shape == (1, 1023)  # fetch rejects it

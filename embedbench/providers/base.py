@@ -91,6 +91,7 @@ class Provider(ABC):
 
     def check_text(self, text: str) -> None:
         """Raise `UserError` for a text this provider cannot embed (before any call)."""
+        return None
 
     @property
     def name(self) -> str:
@@ -103,6 +104,7 @@ class Provider(ABC):
 
     def close(self) -> None:
         """Release clients or models."""
+        return None
 
 
 def validate_batch(provider: Provider, texts: Sequence[str], batch: Batch, dim: int | None) -> None:
@@ -143,7 +145,10 @@ def fetch(
         dim = provider.expected_dim()
         if dim is None and found:
             dim = len(next(iter(found.values())))
-        batches = [missing[i : i + provider.batch_size] for i in range(0, len(missing), provider.batch_size)]
+        batches = [
+            missing[i : i + provider.batch_size]
+            for i in range(0, len(missing), provider.batch_size)
+        ]
 
         def one(batch_texts: list[str]) -> tuple[list[str], Batch]:
             return batch_texts, provider.embed_batch(batch_texts, purpose)

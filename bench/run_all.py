@@ -1,0 +1,19 @@
+"""Run every benchmark in bench/ in turn (make bench)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["quantize_throughput.py", "sweep_overhead.py", "fetch_scaling.py"]
+
+if __name__ == "__main__":
+    failed = 0
+    for name in SCRIPTS:
+        if not (HERE / name).exists():
+            continue
+        print(f"\n== {name} ==", flush=True)
+        failed |= subprocess.run([sys.executable, str(HERE / name)]).returncode
+    sys.exit(failed)

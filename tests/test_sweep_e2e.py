@@ -1,0 +1,138 @@
+"""End to end on the real data and the real local model, through the real CLI and mteb."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+
+REQUIRED = {
+    "task",
+    "provider",
+    "model",
+    "technique",
+    "bits_per_dim",
+    "bytes_per_vector",
+    "size_multiplier",
+    "score",
+    "float_score",
+    "retention",
+    "ci_low",
+    "ci_high",
+}
+
+
+def _write(path: Path, **cfg) -> Path:
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with (out / "retention.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def cache_file(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache") / "embeddings.sqlite"
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, data_dir, cache_file):
+    """Both tasks, full mteb settings, three techniques: one real sweep via `embedbench run`."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    cfg = _write(
+        tmp / "e2e.yaml",
+        name="e2e",
+        providers=[{"name": "local", "model": "sentence-transformers/all-MiniLM-L6-v2"}],
+        tasks=["STSBenchmark", "Banking77Classification"],
+        techniques=["classic", "scalar", "rotated-binary"],
+        calibration={"max_texts": 2000},
+        output=str(tmp / "out"),
+    )
+    proc = run_cli("run", str(cfg), "--data-dir", str(data_dir), "--cache", str(cache_file))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "out", proc
+
+
+def test_classic_reproduces_published_mteb_scores(sweep):
+    out, _ = sweep
+    rows = {(r["task"], r["technique"]): r for r in _rows(out)}
+    assert len(rows) == 6
+    # mteb's published all-MiniLM-L6-v2 scores: 0.8203247 and 0.8004221.
+    assert float(rows["STSBenchmark", "classic"]["score"]) == pytest.approx(0.8203247, abs=5e-5)
+    assert float(rows["Banking77Classification", "classic"]["score"]) == pytest.approx(
+        0.8004221, abs=5e-5
+    )
+
+
+def test_every_quantized_row_has_retention_and_interval(sweep):
+    out, proc = sweep
+    rows = _rows(out)
+    assert REQUIRED <= set(rows[0])
+    for r in rows:
+        assert float(r["float_score"]) > 0
+        ret = float(r["retention"])
+        assert ret == pytest.approx(100 * float(r["score"]) / float(r["float_score"]), abs=0.01)
+        if r["technique"] == "classic":
+            assert r["verdict"] == "baseline"
+            continue
+        lo, hi = float(r["ci_low"]), float(r["ci_high"])
+        assert lo < hi and lo <= ret + 0.01 and ret - 0.01 <= hi
+        assert r["interval_method"]
+    sizes = {r["technique"]: (r["bits_per_dim"], r["size_multiplier"]) for r in rows}
+    assert sizes["scalar"] == ("8", "4") and sizes["rotated-binary"] == ("1", "32")
+    assert "| rotated-binary |" in proc.stdout  # the table is printed
+
+
+def test_outputs_manifest_and_mteb_results(sweep):
+    out, _ = sweep
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["texts_embedded"] > 0
+    assert manifest["config_sha256"] and manifest["versions"]["mteb"]
+    files = manifest["data"]["STSBenchmark"]["files"]
+    assert files["test.jsonl"] == (
+        "f4759b224d2d2eb6ab7a69bc808940fbf3d36f6f650e42ad1d5fd149b6bc6abd"
+    )
+    for cal in manifest["calibration"].values():
+        assert cal["split"] == "train" and cal["texts"] == 2000
+        assert cal["touches_eval_texts"] is False
+    results = list((out / "mteb").rglob("Banking77Classification.json"))
+    assert len(results) == 3  # the float baseline, scalar and rotated-binary runs
+    assert (out / "retention.md").read_text().startswith("# Retention: e2e")
+
+
+def test_rerun_is_free_and_byte_identical(tmp_path, data_dir, cache_file, sweep):
+    """Second run on the same cache: nothing embedded, identical table."""
+    cfg = _write(
+        tmp_path / "rerun.yaml",
+        name="rerun",
+        providers=["local:sentence-transformers/all-MiniLM-L6-v2"],
+        tasks=["STSBenchmark"],
+        techniques=["classic", "ternary", "rotated-ternary", "binary"],
+        calibration={"max_texts": 2000},
+        output=str(tmp_path / "a"),
+    )
+    first = run_cli("run", str(cfg), "--data-dir", str(data_dir), "--cache", str(cache_file))
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = run_cli(
+        "run",
+        str(cfg),
+        "--data-dir",
+        str(data_dir),
+        "--cache",
+        str(cache_file),
+        "--output",
+        str(tmp_path / "b"),
+    )
+    assert second.returncode == 0, second.stderr[-2000:]
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["texts_embedded"] == 0
+    assert manifest["texts_from_cache"] > 2000
+    a = (tmp_path / "a" / "retention.csv").read_bytes()
+    assert a == (tmp_path / "b" / "retention.csv").read_bytes()
