@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from embedbench.errors import UserError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
     ns TEXT PRIMARY KEY,
@@ -139,8 +141,8 @@ class EmbeddingCache:
         )
 
 
-class CacheError(Exception):
-    """The cache file cannot be used."""
+class CacheError(UserError):
+    """The cache file cannot be used (exit code 2: point --cache elsewhere)."""
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

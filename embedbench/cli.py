@@ -32,6 +32,8 @@ class _Bars:
             bar = self._bars[key] = self._tqdm(
                 total=total, desc=label, unit="cell" if phase == "evaluate" else "text", leave=True
             )
+        elif phase == "embed" and done == 0:
+            bar.reset(total=total)  # a later fetch for the same task (e.g. train texts)
         if phase == "evaluate":
             bar.set_postfix_str(desc)
         bar.update(done - bar.n)

@@ -166,7 +166,9 @@ def parse_config(data: Any, source: str = "config") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
+        # A misspelled field shows up twice: unknown here, missing there. Name the typo.
+        errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
+        first = errors[0]
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
         raise UserError(f"{source}: {_one_line(first)}{more}") from None
 
@@ -177,6 +179,10 @@ def load_config(path: str | Path) -> Config:
         raise UserError(f"config file '{path}' does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -2,16 +2,23 @@
 
 A *code* turns float vectors into packed bytes (`encode`, the storage format that
 defines the size) and back into the floats an evaluator sees (`decode`): binary as
-±1, ternary as {-1, 0, +1}, int8 dequantized. A *transform* (rotation, ...) is an
-orthogonal map applied before the code. Everything fitted (ranges, thresholds,
-rotations) is fitted by `Technique.fit` on calibration vectors, never on the
-vectors being evaluated. Numpy in, numpy out; encoding works in row blocks so
-temporaries stay in cache.
+±1, ternary as {-1, 0, +1}, int8/int4 dequantized. A *transform* (centring,
+rotation, truncation) is a map applied before the code; each class says whether it
+is orthogonal (orthogonal ones keep every cosine). Everything fitted (ranges,
+thresholds, means, rotations, ITQ) is fitted by `Technique.fit` on calibration
+vectors, never on the vectors being evaluated; random transforms draw from a fixed
+default seed, so a name always means the same map. Numpy in, numpy out; encoding
+works in row blocks so temporaries stay in cache.
+
+Names: `transform+...+code`, each part a key of TRANSFORMS or CODES. A transform key
+ending in `<k>` takes a positive integer parameter written in its place:
+`trunc128+binary` keeps the first 128 dimensions, then codes them as binary.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -46,9 +53,9 @@ class Code(ABC):
         return 0
 
 
-def _blocks(n: int):
-    for start in range(0, n, BLOCK):
-        yield slice(start, min(start + BLOCK, n))
+def _blocks(n: int, size: int = BLOCK):
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
 
 
 class Float32(Code):
@@ -146,6 +153,211 @@ class Binary(Code):
         return bits * 2.0 - 1.0
 
 
+class Float16(Code):
+    """IEEE half precision, 2 bytes a dimension: a near-lossless control.
+
+    Its retention should be 100% within noise; a visible loss points at a pipeline
+    bug (wrong vectors, wrong order, scale), not at quantization. Values beyond
+    ±65504 would overflow to inf; embeddings are far inside that range.
+    """
+
+    name, bits = "fp16", 16
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        n, d = X.shape
+        out = np.empty((n, 2 * d), dtype=np.uint8)
+        half = out.view(np.float16)
+        for b in _blocks(n):
+            half[b] = X[b]
+        return out
+
+    def decode(self, codes: np.ndarray, d: int) -> np.ndarray:
+        return (
+            np.ascontiguousarray(codes).view(np.float16).reshape(len(codes), d).astype(np.float32)
+        )
+
+
+def _pack_nibbles(q: np.ndarray) -> np.ndarray:
+    """Two 4-bit values a byte, first in the high nibble; an odd last value pairs with 0."""
+    if q.shape[1] % 2:
+        q = np.concatenate([q, np.zeros((len(q), 1), dtype=np.uint8)], axis=1)
+    return (q[:, 0::2] << 4) | q[:, 1::2]
+
+
+class Int4(Code):
+    """Per-dimension range clipped at calibration quantiles 0.5% and 99.5%, 16 levels.
+
+    With only 16 levels a min/max range spends most of them on a few outliers, so
+    the range is [q_0.005, q_0.995] of each dimension's calibration values (about
+    1% of calibration values clip); values outside it clip to the end levels, never
+    wrap. Level j decodes to lo + j·step, step = (hi − lo) / 15. Two values a byte,
+    the first dimension in the high nibble. A dimension whose range is empty
+    (hi == lo) always decodes to lo.
+    """
+
+    name, bits = "int4", 4
+    quantiles = (0.005, 0.995)
+
+    def fit(self, X: np.ndarray) -> Int4:
+        lo, hi = np.quantile(X, self.quantiles, axis=0)
+        step = (hi - lo) / 15.0
+        self.lo = lo.astype(np.float32)
+        self.step = step.astype(np.float32)
+        safe = np.where(step > 0, step, 1.0)
+        self.inv = np.where(step > 0, 1.0 / safe, 0.0).astype(np.float32)
+        self.shift = (-self.lo * self.inv).astype(np.float32)
+        return self
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        n, d = X.shape
+        out = np.empty((n, self.bytes_per_vector(d)), dtype=np.uint8)
+        tmp = np.empty((min(n, BLOCK), d), dtype=np.float32)
+        q = np.empty((min(n, BLOCK), d), dtype=np.uint8)
+        for b in _blocks(n):
+            m = b.stop - b.start
+            t = tmp[:m]
+            np.multiply(X[b], self.inv, out=t, dtype=np.float32)
+            t += self.shift
+            np.rint(t, out=t)
+            np.clip(t, 0, 15, out=t)
+            q[:m] = t
+            out[b] = _pack_nibbles(q[:m])
+        return out
+
+    def decode(self, codes: np.ndarray, d: int) -> np.ndarray:
+        q = np.empty((len(codes), 2 * codes.shape[1]), dtype=np.uint8)
+        q[:, 0::2] = codes >> 4
+        q[:, 1::2] = codes & 15
+        return q[:, :d].astype(np.float32) * self.step + self.lo
+
+    def params_bytes(self) -> int:
+        return 2 * 4 * len(self.lo)
+
+
+def _ternary_planes_decode(codes: np.ndarray, d: int) -> np.ndarray:
+    bits = np.unpackbits(codes, axis=1, count=2 * d).astype(np.float32)
+    return bits[:, :d] + bits[:, d:] - 1.0
+
+
+class TwoBit(Code):
+    """Four levels per dimension: thresholds at the calibration quartiles.
+
+    Each dimension's calibration values are split at their quartiles t1 < t2 < t3,
+    so each level holds a quarter of them; level j decodes to the mean of the
+    calibration values that fall in bin j (the MSE-optimal value for these
+    thresholds, and it follows skewed dimensions, which fixed ±0.5, ±1.5 levels
+    would not). An empty bin (ties) decodes to its nearest threshold. Stored as two
+    packed bit planes, high bit (x > t2) then low bit (odd level), 2 bits a dimension.
+    """
+
+    name, bits = "2bit", 2
+
+    def fit(self, X: np.ndarray) -> TwoBit:
+        t = np.quantile(X, [0.25, 0.5, 0.75], axis=0).astype(np.float32)
+        self.t = t
+        level = (X > t[0]).astype(np.int8) + (X > t[1]) + (X > t[2])
+        fallback = np.stack([t[0], (t[0] + t[1]) / 2, (t[1] + t[2]) / 2, t[2]])
+        levels = np.empty((4, X.shape[1]), dtype=np.float32)
+        for j in range(4):
+            mask = level == j
+            count = mask.sum(axis=0)
+            total = np.where(mask, X, 0).sum(axis=0, dtype=np.float64)
+            levels[j] = np.where(count > 0, total / np.maximum(count, 1), fallback[j])
+        self.levels = levels
+        return self
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        n, d = X.shape
+        out = np.empty((n, self.bytes_per_vector(d)), dtype=np.uint8)
+        planes = np.empty((min(n, BLOCK), 2 * d), dtype=bool)
+        above = np.empty((min(n, BLOCK), d), dtype=bool)
+        t1, t2, t3 = self.t
+        for b in _blocks(n):
+            m = b.stop - b.start
+            hi, lo = planes[:m, :d], planes[:m, d:]
+            np.greater(X[b], t2, out=hi)
+            # the level is odd exactly when x > t1 and x > t3 disagree with x > t2
+            np.greater(X[b], t1, out=lo)
+            np.logical_xor(lo, hi, out=lo)
+            np.greater(X[b], t3, out=above[:m])
+            np.logical_xor(lo, above[:m], out=lo)
+            out[b] = np.packbits(planes[:m], axis=1)
+        return out
+
+    def decode(self, codes: np.ndarray, d: int) -> np.ndarray:
+        bits = np.unpackbits(codes, axis=1, count=2 * d)
+        level = 2 * bits[:, :d] + bits[:, d:]
+        return self.levels[level, np.arange(d)]
+
+    def params_bytes(self) -> int:
+        return self.t.nbytes + self.levels.nbytes
+
+
+class TernarySym(Code):
+    """Three levels with symmetric thresholds ±t per dimension, decoded to {-1, 0, +1}.
+
+    t is the 1/3 quantile of |x| over each dimension's calibration values, so a
+    third of them decode to 0, as with the quantile `ternary` preset. Unlike that
+    preset the thresholds are symmetric about 0, not about each dimension's own
+    centre: the sign of a coordinate keeps its meaning. |x| <= t decodes to 0.
+    Stored like `ternary`: two packed bit planes (x > t, x >= -t), 2 bits a dimension.
+    """
+
+    name, bits = "ternary-sym", 2
+    zero_fraction = 1 / 3
+
+    def fit(self, X: np.ndarray) -> TernarySym:
+        self.t = np.quantile(np.abs(X), self.zero_fraction, axis=0).astype(np.float32)
+        self.neg_t = -self.t
+        return self
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        n, d = X.shape
+        out = np.empty((n, self.bytes_per_vector(d)), dtype=np.uint8)
+        planes = np.empty((min(n, BLOCK), 2 * d), dtype=bool)
+        for b in _blocks(n):
+            m = b.stop - b.start
+            np.greater(X[b], self.t, out=planes[:m, :d])
+            np.greater_equal(X[b], self.neg_t, out=planes[:m, d:])
+            out[b] = np.packbits(planes[:m], axis=1)
+        return out
+
+    def decode(self, codes: np.ndarray, d: int) -> np.ndarray:
+        return _ternary_planes_decode(codes, d)
+
+    def params_bytes(self) -> int:
+        return self.t.nbytes
+
+
+class BinaryCentered(Code):
+    """One bit per dimension: x > the dimension's calibration median, decoded to ±1.
+
+    The median (not the mean) makes every bit split calibration 50/50, the most
+    informative bit, and ignores outliers; `center+binary` gives the mean version.
+    Cosine on the decoded ±1 vectors is affine in Hamming distance, as for `binary`.
+    """
+
+    name, bits = "binary-centered", 1
+
+    def fit(self, X: np.ndarray) -> BinaryCentered:
+        self.threshold = np.median(X, axis=0).astype(np.float32)
+        return self
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        n, d = X.shape
+        out = np.empty((n, self.bytes_per_vector(d)), dtype=np.uint8)
+        for b in _blocks(n):
+            out[b] = np.packbits(X[b] > self.threshold, axis=1)
+        return out
+
+    def decode(self, codes: np.ndarray, d: int) -> np.ndarray:
+        bits = np.unpackbits(codes, axis=1, count=d).astype(np.float32)
+        return bits * 2.0 - 1.0
+
+    def params_bytes(self) -> int:
+        return self.threshold.nbytes
+
+
 class Transform(ABC):
     """A map applied to float vectors before the code, fitted on calibration."""
 
@@ -153,6 +365,10 @@ class Transform(ABC):
 
     def fit(self, X: np.ndarray) -> Transform:
         return self
+
+    def _require(self, attr: str) -> None:
+        if not hasattr(self, attr):
+            raise RuntimeError(f"transform {self.name} used before fit")
 
     @abstractmethod
     def apply(self, X: np.ndarray) -> np.ndarray: ...
@@ -169,28 +385,386 @@ class SVDRotation(Transform):
 
     V (d × d) comes from the centred calibration matrix (eigenvectors of its
     scatter matrix, largest first, signs fixed so each column's largest entry is
-    positive). Only the rotation is applied, not the centring: cosines are kept.
+    positive). Only the rotation is applied, not the centring: orthogonal, cosines
+    are kept. PCA piles variance into the first coordinates, which equal-width codes
+    handle badly; it is kept as the seed's presets define it.
     """
 
     name = "svd"
 
     def fit(self, X: np.ndarray) -> SVDRotation:
-        Xc = X.astype(np.float64) - X.mean(axis=0, dtype=np.float64)
-        evals, V = np.linalg.eigh(Xc.T @ Xc)
-        V = V[:, np.argsort(evals)[::-1]]
-        signs = np.sign(V[np.abs(V).argmax(axis=0), np.arange(V.shape[1])])
-        self.R = (V * signs).astype(np.float32)
+        self.R = _pca_basis(X).astype(np.float32)
         return self
 
     def apply(self, X: np.ndarray) -> np.ndarray:
+        self._require("R")
         return np.asarray(X, dtype=np.float32) @ self.R
 
     def params_bytes(self) -> int:
         return self.R.nbytes
 
 
-CODES: dict[str, type[Code]] = {c.name: c for c in (Float32, Int8, Ternary, Binary)}
-TRANSFORMS: dict[str, type[Transform]] = {t.name: t for t in (SVDRotation,)}
+DEFAULT_SEED = 0  # every random transform draws from this unless given another seed
+PARAM = "<k>"  # a TRANSFORMS key ending in this takes a positive integer in its place
+_PARAM_NAME = re.compile(r"(?P<base>[a-z][a-z-]*?)(?P<k>[1-9][0-9]*)")
+
+
+def _haar(d: int, seed: int) -> np.ndarray:
+    """A d × d orthogonal matrix drawn from the Haar measure (float64).
+
+    QR of a standard Gaussian matrix, with the signs of R's diagonal moved into Q;
+    without that correction Q is orthogonal but not uniformly distributed.
+    """
+    G = np.random.default_rng(seed).standard_normal((d, d))
+    Q, R = np.linalg.qr(G)
+    return Q * np.sign(np.diag(R))
+
+
+def _pca_basis(X: np.ndarray) -> np.ndarray:
+    """Right singular vectors of the centred matrix, largest first (d × d, float64).
+
+    Eigenvectors of the scatter matrix; signs fixed so each column's largest-magnitude
+    entry is positive, so the same data always gives the same basis.
+    """
+    Xc = X.astype(np.float64) - X.mean(axis=0, dtype=np.float64)
+    evals, V = np.linalg.eigh(Xc.T @ Xc)
+    V = V[:, np.argsort(evals)[::-1]]
+    signs = np.sign(V[np.abs(V).argmax(axis=0), np.arange(V.shape[1])])
+    return V * signs
+
+
+class Center(Transform):
+    """Subtract the calibration mean of each dimension.
+
+    Not orthogonal (a translation): cosines change, and that is the point. Embedding
+    dimensions often have a non-zero mean, so a sign bit or a symmetric threshold
+    says little about them; after centring, `center+binary` thresholds each
+    dimension at its calibration mean.
+    """
+
+    name = "center"
+
+    def fit(self, X: np.ndarray) -> Center:
+        self.mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        return self
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        self._require("mean")
+        return np.subtract(X, self.mean, dtype=np.float32)
+
+    def params_bytes(self) -> int:
+        return self.mean.nbytes
+
+
+class HaarRotation(Transform):
+    """A random orthogonal d × d rotation from the Haar measure, seeded.
+
+    Orthogonal: cosines are kept. A random rotation spreads each vector's energy
+    evenly over the coordinates, so equal-width per-dimension codes waste fewer
+    bits than after PCA (which piles variance into the first coordinates). Fitting
+    reads only the dimension d of the calibration set; `R` depends on d and seed.
+    """
+
+    name = "haar"
+
+    def __init__(self, seed: int = DEFAULT_SEED):
+        self.seed = seed
+
+    def fit(self, X: np.ndarray) -> HaarRotation:
+        self.R = _haar(X.shape[1], self.seed).astype(np.float32)
+        return self
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        self._require("R")
+        return np.asarray(X, dtype=np.float32) @ self.R
+
+    def params_bytes(self) -> int:
+        return self.R.nbytes
+
+
+class PCAHaarRotation(Transform):
+    """PCA rotation (as `svd`) followed by a seeded Haar rotation: `R = V · Q`.
+
+    Orthogonal: cosines are kept. Note: without a dimension cut, V · Q has exactly
+    the distribution of a Haar rotation (the Haar measure is invariant under a fixed
+    rotation V, and Q is drawn independently of the data), so `pca-haar` is `haar`
+    with a different draw; the gap between the two measures draw-to-draw noise.
+    """
+
+    name = "pca-haar"
+
+    def __init__(self, seed: int = DEFAULT_SEED):
+        self.seed = seed
+
+    def fit(self, X: np.ndarray) -> PCAHaarRotation:
+        self.R = (_pca_basis(X) @ _haar(X.shape[1], self.seed)).astype(np.float32)
+        return self
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        self._require("R")
+        return np.asarray(X, dtype=np.float32) @ self.R
+
+    def params_bytes(self) -> int:
+        return self.R.nbytes
+
+
+class ITQ(Transform):
+    """Iterative Quantization (Gong & Lazebnik 2011): a rotation learned for sign bits.
+
+    ITQ assumes zero-mean data, so the transform is `(x − μ) · R` with μ the
+    calibration mean: an orthogonal map after centring (not orthogonal overall:
+    cosines change as with `center`). R = V · R_itq: V the PCA basis of the centred
+    calibration vectors (all d components kept), R_itq the orthogonal matrix that
+    minimises ||B − P R_itq||²_F with P = (X − μ) V and B = sign(P R_itq) ∈ {±1},
+    by alternating B and R_itq (orthogonal Procrustes: R_itq = W Uᵀ for
+    Bᵀ P = U S Wᵀ) for `iterations` steps from a seeded Haar start. `losses` holds
+    ||B − P R_itq||²_F before each step and after the last (iterations + 1 values,
+    non-increasing). Float64 throughout; each step costs O(n d² + d³).
+    """
+
+    name = "itq"
+
+    def __init__(self, seed: int = DEFAULT_SEED, iterations: int = 50):
+        self.seed = seed
+        self.iterations = iterations
+
+    def fit(self, X: np.ndarray) -> ITQ:
+        X64 = np.asarray(X, dtype=np.float64)
+        mean = X64.mean(axis=0)
+        V = _pca_basis(X64)
+        P = (X64 - mean) @ V
+        R = _haar(X.shape[1], self.seed)
+        losses = []
+        for step in range(self.iterations + 1):
+            Z = P @ R
+            B = np.where(Z >= 0, 1.0, -1.0)
+            losses.append(float(np.square(B - Z).sum()))
+            if step == self.iterations:
+                break
+            U, _, Wt = np.linalg.svd(B.T @ P)
+            R = Wt.T @ U.T
+        self.losses = np.array(losses)
+        W = V @ R
+        self.mean = mean.astype(np.float32)
+        self.R = W.astype(np.float32)
+        self.offset = (mean @ W).astype(np.float32)
+        return self
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        self._require("R")
+        Z = np.asarray(X, dtype=np.float32) @ self.R
+        Z -= self.offset
+        return Z
+
+    def params_bytes(self) -> int:
+        return self.R.nbytes + self.mean.nbytes
+
+
+def _sylvester(n: int) -> np.ndarray:
+    """The n × n Sylvester Hadamard matrix (entries ±1, H[i, j] = (−1)^popcount(i & j))."""
+    H = np.ones((1, 1), dtype=np.float32)
+    while len(H) < n:
+        H = np.block([[H, H], [H, -H]])
+    return H
+
+
+class _WalshHadamard:
+    """Unnormalised Walsh–Hadamard transform of rows of length n = 2^p (Sylvester order).
+
+    A fast transform with radix-r butterflies: H_n = H_r1 ⊗ H_r2 ⊗ ..., r_i ≤ 64, so
+    a row viewed as an r1 × r2 × ... array is multiplied by a small ±1 matrix along
+    each axis in turn. That costs n·Σr_i operations (O(n log n) for bounded radix)
+    against n² for a dense rotation, and each axis is one batched matmul over a
+    block of rows, so numpy runs it at BLAS speed instead of log2(n) strided
+    add/subtract passes (those are slower than the dense matmul in numpy).
+    """
+
+    MAX_RADIX_LOG2 = 6
+
+    def __init__(self, n: int):
+        p = n.bit_length() - 1
+        parts = max(1, -(-p // self.MAX_RADIX_LOG2))
+        self.n = n
+        self.radices = [1 << (p // parts + (i < p % parts)) for i in range(parts)]
+        self.H = {r: _sylvester(r) for r in set(self.radices)}
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Transform the rows of `a` (m × n, C-contiguous) using `b` (same shape) as scratch.
+
+        Returns whichever of the two holds the result: `a` if the number of radices
+        is even, else `b`.
+        """
+        m, n = a.shape
+        before = 1
+        for r in self.radices:
+            after = n // (before * r)
+            if after == 1:  # last axis: right-multiply (H is symmetric)
+                np.matmul(a.reshape(m, before, r), self.H[r], out=b.reshape(m, before, r))
+            else:
+                shape = (m * before, r, after)
+                np.matmul(self.H[r], a.reshape(shape), out=b.reshape(shape))
+            a, b = b, a
+            before *= r
+        return a
+
+
+def _next_pow2(d: int) -> int:
+    return 1 << (d - 1).bit_length()
+
+
+class RandomizedHadamard(Transform):
+    """Randomized Hadamard rotation: random ±1 signs D, then H/√n (a fast WHT), seeded.
+
+    Orthogonal and d-preserving: cosines are kept and sizes are those of d. When d
+    is a power of two the map is exactly x ↦ H D x / √d (as row vectors, X @ D H/√d).
+    Otherwise, with n the largest power of two ≤ d (so n > d/2), it is three such
+    n-dimensional rotations, each with its own signs, on the coordinate windows
+    [0, n), [d − n, d), [0, n) in turn: each is orthogonal on R^d (identity outside
+    its window), so their product is, and after the three every output coordinate
+    depends on every input one. Chosen over zero-padding so a `hadamard+binary`
+    code has exactly as many bits as `binary`; `hadamard-pad` is the padded variant.
+    Costs O(d log d) per vector against O(d²) for a dense rotation; rows are processed
+    in cache-sized blocks, float32 throughout.
+    """
+
+    name = "hadamard"
+    pad = False
+    BLOCK_FLOATS = 1 << 16  # floats per row block (256 KiB): two scratch blocks stay in L2
+
+    def __init__(self, seed: int = DEFAULT_SEED):
+        self.seed = seed
+
+    def out_dim(self, d: int) -> int:
+        return _next_pow2(d) if self.pad else d
+
+    def fit(self, X: np.ndarray) -> RandomizedHadamard:
+        d = X.shape[1]
+        if self.pad:
+            n = _next_pow2(d)
+            offsets = [0]
+        else:
+            n = 1 << (d.bit_length() - 1)
+            offsets = [0] if n == d else [0, d - n, 0]
+        rng = np.random.default_rng(self.seed)
+        scale = 1.0 / math.sqrt(n)
+        self.signs = [((rng.integers(0, 2, n) * 2 - 1) * scale).astype(np.float32) for _ in offsets]
+        self.offsets, self.d, self.n = offsets, d, n
+        self._wht = _WalshHadamard(n)
+        return self
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        self._require("signs")
+        X = np.asarray(X, dtype=np.float32)
+        rows, d = X.shape
+        if d != self.d:
+            raise ValueError(f"{self.name} was fitted on {self.d} dimensions, got {d}")
+        n, width = self.n, self.out_dim(d)
+        out = np.empty((rows, width), dtype=np.float32)
+        step = max(1, self.BLOCK_FLOATS // n)
+        s0 = np.empty((min(rows, step), n), dtype=np.float32)
+        s1 = np.empty_like(s0)
+        even = len(self._wht.radices) % 2 == 0
+        for b in _blocks(rows, step):
+            m = b.stop - b.start
+            if len(self.offsets) == 1:
+                # one window over the whole (padded) row: start in the buffer the
+                # transform ends in, so the result lands in `out` without a copy
+                first, other = (out[b], s1[:m]) if even else (s0[:m], out[b])
+                np.multiply(X[b], self.signs[0][:d], out=first[:, :d])
+                first[:, d:] = 0.0
+                self._wht(first, other)
+                continue
+            ob = out[b]
+            ob[...] = X[b]
+            for lo, signs in zip(self.offsets, self.signs, strict=True):
+                window = ob[:, lo : lo + n]
+                np.multiply(window, signs, out=s0[:m])
+                window[...] = self._wht(s0[:m], s1[:m])
+        return out
+
+    def matrix(self) -> np.ndarray:
+        """The map as a d × out_dim matrix M (apply(X) == X @ M), built by applying it to I."""
+        return self.apply(np.eye(self.d, dtype=np.float32))
+
+    def params_bytes(self) -> int:
+        return sum(s.nbytes for s in self.signs)
+
+
+class RandomizedHadamardPadded(RandomizedHadamard):
+    """Randomized Hadamard after zero-padding to the next power of two n ≥ d.
+
+    x ↦ H D [x, 0] / √n: an isometry (inner products and cosines kept) from R^d
+    into R^n, not square: the output, and so the code's size, has n dimensions
+    (384 → 512, 768 → 1024; sizes and bits per vector are computed on n). For d a
+    power of two it is `hadamard`. This is the usual construction (e.g. faiss
+    HadamardRotation); it buys extra, redundant, coordinates with extra bits.
+    """
+
+    name = "hadamard-pad"
+    pad = True
+
+
+class Truncate(Transform):
+    """Keep the first k dimensions and L2-renormalise each row (Matryoshka truncation).
+
+    Not orthogonal (a projection, then a rescale): this is how Matryoshka models are
+    meant to be used at a smaller size, the first dimensions carrying the most.
+    Named `trunc<k>`, e.g. `trunc128`; k > d is an error (ValueError) at fit, and
+    when a size is asked for d. Rows of zeros stay zero.
+    """
+
+    name = "trunc" + PARAM
+
+    def __init__(self, k: int):
+        if k < 1:
+            raise ValueError(f"trunc{k}: k must be a positive integer")
+        self.k = k
+        self.name = f"trunc{k}"
+
+    def _check(self, d: int) -> None:
+        if self.k > d:
+            raise ValueError(
+                f"{self.name}: cannot keep the first {self.k} dimensions of "
+                f"{d}-dimensional vectors (k must be at most {d})"
+            )
+
+    def out_dim(self, d: int) -> int:
+        self._check(d)
+        return self.k
+
+    def fit(self, X: np.ndarray) -> Truncate:
+        self._check(X.shape[1])
+        self.d = X.shape[1]
+        return self
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        self._require("d")
+        self._check(X.shape[1])
+        out = np.array(X[:, : self.k], dtype=np.float32)
+        for b in _blocks(len(out)):
+            norms = np.linalg.norm(out[b], axis=1, keepdims=True)
+            np.divide(out[b], norms, out=out[b], where=norms > 0)
+        return out
+
+
+CODES: dict[str, type[Code]] = {
+    c.name: c
+    for c in (Float32, Int8, Ternary, Binary, Float16, Int4, TwoBit, TernarySym, BinaryCentered)
+}
+# Keys are what a spec is written with; `trunc<k>` stands for trunc1, trunc2, ...
+TRANSFORMS: dict[str, type[Transform]] = {
+    t.name: t
+    for t in (
+        SVDRotation,
+        Center,
+        HaarRotation,
+        RandomizedHadamard,
+        RandomizedHadamardPadded,
+        PCAHaarRotation,
+        ITQ,
+        Truncate,
+    )
+}
 
 PRESETS: dict[str, str] = {
     "classic": "float32",
@@ -250,6 +824,10 @@ class Technique:
     def bytes_per_vector(self, d_in: int) -> int:
         return self.code.bytes_per_vector(self.out_dim(d_in))
 
+    def bits_per_vector(self, d_in: int) -> int:
+        """Stored bits per vector (8 × bytes per vector, so including any padding bits)."""
+        return 8 * self.bytes_per_vector(d_in)
+
     def bits_per_dim(self, d_in: int) -> float:
         """Stored bits per dimension of the original float vector."""
         return 8 * self.bytes_per_vector(d_in) / d_in
@@ -266,21 +844,29 @@ def technique_names() -> list[str]:
     return sorted(set(PRESETS) | set(CODES))
 
 
+def build_transform(part: str) -> Transform:
+    """One transform from its name: a TRANSFORMS key, or `base<k>` written `base128`.
+
+    Raises `KeyError(part)` for anything else (including `trunc`, `trunc0`, `trunc<k>`).
+    """
+    cls = TRANSFORMS.get(part)
+    if cls is not None and not part.endswith(PARAM):
+        return cls()
+    m = _PARAM_NAME.fullmatch(part)
+    if m and m["base"] + PARAM in TRANSFORMS:
+        return TRANSFORMS[m["base"] + PARAM](int(m["k"]))
+    raise KeyError(part)
+
+
 def parse_technique(name: str) -> Technique:
     """Build a technique from a preset name or a `transform+...+code` spec.
 
-    Raises `KeyError` with the offending part for an unknown name.
+    Raises `KeyError` with the offending part for an unknown name: the code is
+    checked first, then the transforms left to right.
     """
     spec = PRESETS.get(name, name)
-    *transforms, code = spec.split("+")
+    *parts, code = spec.split("+")
     if code not in CODES:
         raise KeyError(code)
-    for t in transforms:
-        if t not in TRANSFORMS:
-            raise KeyError(t)
-    return Technique(
-        name=name,
-        spec=spec,
-        transforms=[TRANSFORMS[t]() for t in transforms],
-        code=CODES[code](),
-    )
+    transforms = [build_transform(t) for t in parts]
+    return Technique(name=name, spec=spec, transforms=transforms, code=CODES[code]())

@@ -42,7 +42,8 @@ def build_technique(name: str) -> Technique:
         part = e.args[0]
         if part == name:
             raise unknown_name("technique", name, technique_catalog()) from None
-        kind = "code" if name.endswith(part) else "transform"
+        code = PRESETS.get(name, name).split("+")[-1]
+        kind = "code" if part == code and code not in CODES else "transform"
         allowed = CODES if kind == "code" else TRANSFORMS
         raise unknown_name(f"{kind} in technique '{name}'", part, allowed) from None
 

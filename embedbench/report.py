@@ -1,15 +1,21 @@
-"""Run outputs: retention.csv, retention.md and manifest.json, written atomically.
+"""Run outputs: retention.csv, retention.md, manifest.json, the figures and report.html.
 
 Tables carry only what the cache and config determine, formatted at fixed
 precision, so the same config on the same cache gives byte-identical tables;
-times and versions go to the manifest.
+times and versions go to the manifest. The figures (`tradeoff.png`,
+`retention_bars.png`, see `embedbench.plots`) and the self-contained `report.html`
+are drawn from the table's rows; `embedbench report RUN` redraws them from a run
+folder's retention.csv and manifest.json.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
 import io
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -17,7 +23,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from embedbench.compare import read_csv, resolve_csv
+from embedbench.errors import UserError
 from embedbench.runner import CellResult, RunResult
+
+log = logging.getLogger("embedbench")
 
 COLUMNS = [
     "task",
@@ -106,7 +116,8 @@ def markdown_table(rows: list[CellResult]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def markdown(result: RunResult) -> str:
+def markdown(result: RunResult, images: list[str] | None = None) -> str:
+    """The run's retention.md; `images` are figure files beside it, linked relatively."""
     cfg = result.config
     methods = sorted({r.interval_method for r in result.rows if r.interval_method})
     return (
@@ -117,8 +128,14 @@ def markdown(result: RunResult) -> str:
         f"Calibration: {cfg.calibration.split} split, at most {cfg.calibration.max_texts} texts "
         f"(seed {cfg.calibration.seed}), never evaluation texts. Intervals: "
         f"{'; '.join(methods) or 'none'}, {cfg.evaluation.bootstrap} resamples "
-        f"(seed {cfg.evaluation.seed}).\n\n" + markdown_table(result.rows)
+        f"(seed {cfg.evaluation.seed}).\n\n" + markdown_table(result.rows) + image_links(images)
     )
+
+
+def image_links(images: list[str] | None) -> str:
+    if not images:
+        return ""
+    return "\n" + "\n\n".join(f"![{FIGURES.get(name, name)}]({name})" for name in images) + "\n"
 
 
 def git_commit() -> dict[str, Any]:
@@ -179,11 +196,225 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def write_outputs(result: RunResult, wall_seconds: float, cache_path: Path) -> Path:
     out = result.config.output_dir()
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "retention.csv", csv_text(result.rows))
-    write_atomic(out / "retention.md", markdown(result))
-    body = json.dumps(manifest(result, wall_seconds, cache_path), indent=2, sort_keys=True)
+    facts = manifest(result, wall_seconds, cache_path)
+    body = json.dumps(facts, indent=2, sort_keys=True)
     write_atomic(out / "manifest.json", body + "\n")
+    images: list[str] = []
+    try:  # the table and manifest are safe on disk; figures are redrawn by `embedbench report`
+        rows = [row_values(r) for r in result.rows]
+        images = list(write_figures(out, rows))
+        write_atomic(out / "report.html", html_report(rows, facts, out))
+    except Exception as e:  # never lose a finished run to a plotting problem
+        log.warning(
+            "figures not written (%s: %s); retry with `embedbench report %s`",
+            type(e).__name__,
+            e,
+            out,
+        )
+    write_atomic(out / "retention.md", markdown(result, images))
     return out
+
+
+# ---------------------------------------------------------------- figures and report.html
+
+FIGURES = {
+    "tradeoff.png": "Retention vs size per task",
+    "retention_bars.png": "Retention per technique",
+}
+REPORT_REQUIRED = ("task", "provider", "model", "technique", "retention")
+
+
+def write_figures(out: Path, rows: list[dict[str, str]], x: str = "size") -> dict[str, Path]:
+    """Draw tradeoff.png and retention_bars.png into `out`; returns name → path."""
+    from embedbench import plots
+
+    written = {}
+    for name, draw in (
+        ("tradeoff.png", lambda: plots.tradeoff_figure(rows, x=x)),
+        ("retention_bars.png", lambda: plots.bars_figure(rows)),
+    ):
+        path = out / name
+        write_atomic_bytes(path, plots.png_bytes(draw()))
+        written[name] = path
+    return written
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _facts(facts: dict[str, Any]) -> list[tuple[str, str]]:
+    """The manifest's key facts as (label, text) pairs."""
+    out: list[tuple[str, str]] = []
+
+    def add(label: str, value: Any) -> None:
+        if value not in (None, "", {}, []):
+            out.append((label, str(value)))
+
+    add("config", facts.get("name"))
+    add("config sha256", facts.get("config_sha256"))
+    git = facts.get("git") or {}
+    if isinstance(git, dict) and git.get("commit"):
+        add("git commit", f"{git['commit']}{' (dirty)' if git.get('dirty') else ''}")
+    vers = facts.get("versions") or {}
+    if isinstance(vers, dict):
+        add("versions", ", ".join(f"{k} {v}" for k, v in vers.items() if v))
+    add("texts embedded", facts.get("texts_embedded"))
+    add("texts from cache", facts.get("texts_from_cache"))
+    providers = facts.get("providers") or {}
+    if isinstance(providers, dict):
+        for name, p in providers.items():
+            if isinstance(p, dict):
+                add(
+                    f"provider {name}",
+                    ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(p.items())),
+                )
+    timings = facts.get("timings_seconds") or {}
+    if isinstance(timings, dict):
+        add("timings (s)", ", ".join(f"{k} {v}" for k, v in timings.items()))
+    add("wall time (s)", facts.get("wall_seconds"))
+    add("cells", facts.get("cells"))
+    cfg = facts.get("config") or {}
+    if isinstance(cfg, dict):
+        cal, ev = cfg.get("calibration") or {}, cfg.get("evaluation") or {}
+        if cal:
+            add(
+                "calibration",
+                f"{cal.get('split')} split, at most {cal.get('max_texts')} texts "
+                f"(seed {cal.get('seed')}), never evaluation texts",
+            )
+        if ev:
+            add(
+                "evaluation",
+                f"{'L2-normalised' if ev.get('normalize') else 'not normalised'}; "
+                f"{ev.get('bootstrap')} bootstrap resamples (seed {ev.get('seed')})",
+            )
+    return out
+
+
+def _html_table(rows: list[dict[str, str]], columns: list[str]) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{_e(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows
+    )
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+
+
+def _retention_table(rows: list[dict[str, str]]) -> str:
+    head = (
+        "<tr><th>task</th><th>provider:model</th><th>technique</th><th>bits/dim</th>"
+        "<th>size ×</th><th>score</th><th>retention % [95% CI]</th><th>verdict</th></tr>"
+    )
+    lines = []
+    for r in rows:
+        verdict = r.get("verdict", "")
+        ci = (
+            ""
+            if verdict == "baseline" or not r.get("ci_low")
+            else f" [{r.get('ci_low')}, {r.get('ci_high')}]"
+        )
+        cls = verdict.replace(" ", "-")
+        lines.append(
+            f"<tr class='{_e(cls)}'><td>{_e(r['task'])}</td>"
+            f"<td>{_e(r['provider'])}:{_e(r['model'])}</td><td>{_e(r['technique'])}</td>"
+            f"<td class='n'>{_e(r.get('bits_per_dim'))}</td>"
+            f"<td class='n'>{_e(r.get('size_multiplier'))}</td>"
+            f"<td class='n'>{_e(r.get('score'))}</td>"
+            f"<td class='n'>{_e(r['retention'])}{_e(ci)}</td><td>{_e(verdict)}</td></tr>"
+        )
+    return (
+        "<table class='retention'>\n<thead>"
+        + head
+        + "</thead>\n<tbody>\n"
+        + "\n".join(lines)
+        + "\n</tbody>\n</table>"
+    )
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;
+padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+thead th{background:#f3f3f3}
+tr.loss td{background:#fdecea} tr.gain td{background:#eaf7ea} tr.baseline td{background:#f5f5f5}
+img{max-width:100%;height:auto;display:block;margin:1em 0}
+dl.facts{display:grid;grid-template-columns:max-content auto;gap:2px 1em;font-size:0.9em}
+dl.facts dt{font-weight:600} dl.facts dd{margin:0;word-break:break-all}
+"""
+
+
+def html_report(
+    rows: list[dict[str, str]], facts: dict[str, Any] | None, folder: Path | None = None
+) -> str:
+    """One self-contained page: key facts, the figures (base64 PNG) and the tables."""
+    facts = facts or {}
+    name = facts.get("name") or (folder.name if folder else "run")
+    parts = [
+        "<!DOCTYPE html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
+        f"<title>embedbench: {_e(name)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Retention: {_e(name)}</h1>",
+        "<p>score = mteb main score (fraction); retention = 100 × score / float score on the "
+        "same task, split and evaluator settings, with a paired 95% bootstrap interval; a row "
+        "whose interval covers 100 is reported as “no measurable change”.</p>",
+    ]
+    fact_rows = _facts(facts)
+    if fact_rows:
+        parts.append("<h2>Run</h2><dl class='facts'>")
+        parts += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in fact_rows]
+        parts.append("</dl>")
+    parts.append("<h2>Figures</h2>")
+    for fname, title in FIGURES.items():
+        path = folder / fname if folder else None
+        if path and path.is_file():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            parts.append(f"<figure><img alt='{_e(title)}' src='data:image/png;base64,{data}'>")
+            parts.append(f"<figcaption>{_e(title)}</figcaption></figure>")
+    parts.append("<h2>Retention</h2>")
+    parts.append(_retention_table(rows))
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    parts.append("<details><summary>All columns (retention.csv)</summary>")
+    parts.append(_html_table(rows, columns))
+    parts.append("</details>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(folder: str | Path, x: str = "size") -> list[Path]:
+    """Redraw a run folder's figures and report.html from its retention.csv and manifest."""
+    csv_path = resolve_csv(folder)
+    out = csv_path.parent
+    header, records = read_csv(csv_path)
+    missing = [c for c in REPORT_REQUIRED if c not in header]
+    if missing:
+        raise UserError(
+            f"{csv_path}: not a retention table: missing column(s) {', '.join(missing)}"
+        )
+    if not records:
+        raise UserError(f"{csv_path}: no rows")
+    rows = [r for _, r in records]
+    facts: dict[str, Any] | None = None
+    mpath = out / "manifest.json"
+    if mpath.is_file():
+        try:
+            facts = json.loads(mpath.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"{mpath}: not a valid JSON file ({e})") from None
+        if not isinstance(facts, dict):
+            raise UserError(f"{mpath}: not a manifest (expected a JSON object)")
+    written = list(write_figures(out, rows, x=x).values())
+    write_atomic(out / "report.html", html_report(rows, facts, out))
+    return [*written, out / "report.html"]

@@ -97,7 +97,10 @@ def known_tasks() -> list[str]:
     import mteb
 
     return sorted(
-        t.metadata.name for t in mteb.get_tasks(task_types=list(PURPOSE_BY_TYPE), languages=None)
+        t.metadata.name
+        for t in mteb.get_tasks(
+            task_types=list(PURPOSE_BY_TYPE), languages=None, exclude_superseded=False
+        )
     )
 
 

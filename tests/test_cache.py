@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import sqlite3
 import subprocess
@@ -34,8 +33,15 @@ class Recorder(Provider):
 
     family = "rec"
 
-    def __init__(self, model: str = "m", batch_size: int = 4, fail_on_call: int | None = None,
-                 bad: str | None = None, dim: int | None = None, **options):
+    def __init__(
+        self,
+        model: str = "m",
+        batch_size: int = 4,
+        fail_on_call: int | None = None,
+        bad: str | None = None,
+        dim: int | None = None,
+        **options,
+    ):
         super().__init__(model, **options)
         self.batch_size = batch_size
         self.fail_on_call = fail_on_call
@@ -321,12 +327,6 @@ def test_pickle_file_is_rejected_without_unpickling(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cache.py: CacheError derives from Exception, not EmbedbenchError, so the CLI "
-    "(cli.main) does not turn it into one 'error:' line; `embedbench cache stats --cache "
-    "<non-sqlite file>` exits 1 with a full traceback",
-)
 def test_cache_error_is_a_user_facing_error():
     assert issubclass(CacheError, EmbedbenchError)
 
@@ -411,4 +411,3 @@ def test_cache_stats_cli_env_default(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert str(path) in result.output
     assert result.output.splitlines()[-1].split() == ["1", "vectors", "in", "all"]
-
