@@ -53,7 +53,7 @@ def main() -> None:
     print(f"{'sentence-transformers int8':<34}{gb / st_int8:>8.2f}{plain / st_int8:>14.3f}")
     print(f"{'sentence-transformers ubinary':<34}{gb / st_binary:>8.2f}{plain / st_binary:>14.3f}")
     verdicts = []
-    for name in CODES:
+    for name in [c for c in CODES if c != "float32"]:  # float32 storage is a view
         tech = parse_technique(name).fit(cal)
         secs = best_of(lambda tech=tech: tech.encode(X), args.repeats)
         vs_st = {"int8": st_int8 / secs, "binary": st_binary / secs}.get(name)

@@ -6,9 +6,11 @@ import time
 from pathlib import Path
 
 from embedbench.cache import EmbeddingCache, NamespaceStats, default_cache_path
+from embedbench.compare import Comparison, compare_runs
 from embedbench.config import Config, load_config
+from embedbench.plan import PlanRow, make_plan
 from embedbench.registry import PROVIDERS, check_config, technique_catalog
-from embedbench.report import write_outputs
+from embedbench.report import write_outputs, write_report
 from embedbench.runner import ProgressFn, RunResult, run_sweep
 from embedbench.tasks import known_tasks, resolve_data_dir
 
@@ -32,6 +34,7 @@ def run(
     cache: str | Path | None = None,
     output: str | Path | None = None,
     progress: ProgressFn | None = None,
+    resume: bool = True,
 ) -> tuple[RunResult, Path]:
     """Validate, run the sweep, write the outputs; returns the result and its folder."""
     t0 = time.perf_counter()
@@ -41,9 +44,20 @@ def run(
     folder = resolve_data_dir(data_dir, config.data_dir)
     path = cache_path_for(cache, config)
     with EmbeddingCache(path) as store:
-        result = run_sweep(config, folder, store, **({"progress": progress} if progress else {}))
+        kwargs = {"progress": progress} if progress else {}
+        result = run_sweep(config, folder, store, resume=resume, **kwargs)
     out = write_outputs(result, time.perf_counter() - t0, path)
     return result, out
+
+
+def plan(
+    config_path: str | Path, data_dir: str | Path | None = None, cache: str | Path | None = None
+) -> tuple[Config, list[PlanRow]]:
+    """Texts, calls, tokens and cost per provider × task, calling no provider."""
+    config = validate(config_path)
+    folder = resolve_data_dir(data_dir, config.data_dir)
+    with EmbeddingCache(cache_path_for(cache, config)) as store:
+        return config, make_plan(config, folder, store)
 
 
 def catalog(kind: str) -> list[str]:
@@ -58,3 +72,31 @@ def cache_stats(cache: str | Path | None = None) -> tuple[Path, list[NamespaceSt
     path = cache_path_for(cache)
     with EmbeddingCache(path) as store:
         return path, store.stats(), store.file_bytes()
+
+
+def compare(
+    new: str | Path,
+    baseline: str | Path,
+    max_drop: float = 1.0,
+    allow_missing: bool = False,
+    fail_on_baseline_change: bool = False,
+    ignore_columns: tuple[str, ...] = (),
+) -> Comparison:
+    """Compare run NEW against run BASELINE (folders or retention.csv files).
+
+    Returns an `embedbench.compare.Comparison` (its `exit_code`, `text()` and
+    `to_json()`); raises UserError for a missing or malformed file.
+    """
+    return compare_runs(
+        new,
+        baseline,
+        max_drop=max_drop,
+        allow_missing=allow_missing,
+        fail_on_baseline_change=fail_on_baseline_change,
+        ignore_columns=tuple(ignore_columns),
+    )
+
+
+def report(run_dir: str | Path, x: str = "size") -> list[Path]:
+    """Draw tradeoff.png, retention_bars.png and report.html into a run folder."""
+    return write_report(run_dir, x=x)

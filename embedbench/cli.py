@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import warnings
@@ -62,11 +63,14 @@ def cli() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_HELP)
 @click.option("--cache", type=click.Path(dir_okay=False), help=CACHE_HELP)
 @click.option("--output", type=click.Path(file_okay=False), help="run folder (else the config's)")
-def run(config: str, data_dir: str | None, cache: str | None, output: str | None) -> None:
+@click.option("--fresh", is_flag=True, help="re-evaluate every cell instead of resuming")
+def run(
+    config: str, data_dir: str | None, cache: str | None, output: str | None, fresh: bool
+) -> None:
     """Run the grid in CONFIG and write retention.csv, retention.md and manifest.json."""
     bars = _Bars()
     try:
-        result, out = api.run(config, data_dir, cache, output, progress=bars)
+        result, out = api.run(config, data_dir, cache, output, progress=bars, resume=not fresh)
     finally:
         bars.close()
     from embedbench.report import markdown_table
@@ -75,6 +79,32 @@ def run(config: str, data_dir: str | None, cache: str | None, output: str | None
     click.echo(
         f"wrote {out}/retention.csv ({len(result.rows)} rows); texts embedded "
         f"{result.texts_embedded}, from cache {result.texts_from_cache}"
+    )
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_HELP)
+@click.option("--cache", type=click.Path(dir_okay=False), help=CACHE_HELP)
+def plan(config: str, data_dir: str | None, cache: str | None) -> None:
+    """Cells, texts (new vs cached), calls, tokens and cost, without calling any provider."""
+    cfg, rows = api.plan(config, data_dir, cache)
+    click.echo(f"{cfg.name}: {len(cfg.cells())} cells")
+    click.echo(
+        "| provider | task | cells | texts | cached | new | calls | tokens (est.) | USD (est.) |"
+    )
+    click.echo("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        usd = "no price" if r.usd is None else f"{r.usd:.4f}"
+        click.echo(
+            f"| {r.provider} | {r.task} | {r.cells} | {r.texts} | {r.cached} | {r.new} "
+            f"| {r.calls} | {r.tokens} | {usd} |"
+        )
+    known = [r.usd for r in rows if r.usd is not None]
+    click.echo(
+        f"total: {sum(r.new for r in rows)} new texts, {sum(r.calls for r in rows)} calls, "
+        f"~{sum(r.tokens for r in rows)} tokens, ~${sum(known):.4f}"
+        + ("" if len(known) == len(rows) else " (some models have no price: set `prices:`)")
     )
 
 
@@ -114,6 +144,103 @@ def stats(path: str | None) -> None:
     for r in rows:
         click.echo(f"  {r.vectors:>8} vectors  dim {r.dim:>5}  {r.bytes / 1e6:8.1f} MB  {r.label}")
     click.echo(f"  {sum(r.vectors for r in rows):>8} vectors in all")
+
+
+@cli.command()
+@click.argument("new", type=click.Path())
+@click.argument("baseline", type=click.Path())
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="largest tolerated drop, in points of retention % and of score × 100",
+)
+@click.option("--allow-missing", is_flag=True, help="compare the common cells; list the others")
+@click.option(
+    "--fail-on-baseline-change",
+    is_flag=True,
+    help="exit 1 when a float baseline score moved by more than 1e-4 (else a warning)",
+)
+@click.option(
+    "--ignore-column",
+    multiple=True,
+    metavar="COL",
+    help="a column not to use as cell identity (repeatable)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable result")
+def compare(
+    new: str,
+    baseline: str,
+    max_drop: float,
+    allow_missing: bool,
+    fail_on_baseline_change: bool,
+    ignore_column: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Compare run NEW with run BASELINE cell by cell; exit 1 on a regression.
+
+    NEW and BASELINE are run folders (results/<name>/) or retention.csv files.
+    Cells match on task, provider, model, technique and any other identity column
+    both tables have.
+
+    \b
+    Regression: a cell's retention, or its score × 100, drops by more than
+    --max-drop points AND, when both rows carry a 95% interval (all but the
+    float-baseline rows), the drop is outside noise:
+        drop > sqrt((ret_b - ci_low_b)^2 + (ci_high_n - ret_n)^2)
+    i.e. beyond the 95% half-width of the difference of two independent
+    estimates (for the score, the same half-widths × float score). Float-baseline
+    rows are gated by --max-drop alone. A float score that moved by more than
+    1e-4 is a warning (a failure with --fail-on-baseline-change).
+
+    \b
+    Exit codes: 0 pass; 1 regression; 2 a missing or malformed file, or cells
+    on one side only (named; --allow-missing compares the common cells).
+    """
+    try:
+        result = api.compare(
+            new,
+            baseline,
+            max_drop=max_drop,
+            allow_missing=allow_missing,
+            fail_on_baseline_change=fail_on_baseline_change,
+            ignore_columns=ignore_column,
+        )
+    except EmbedbenchError as e:
+        if as_json:
+            click.echo(json.dumps({"exit_code": e.exit_code, "status": "error", "error": str(e)}))
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(result.text(), nl=False)
+    if result.grid_mismatch:
+        click.echo(f"error: {result.grid_error()}", err=True)
+    if result.exit_code:
+        sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path())
+@click.option(
+    "--x",
+    "x_axis",
+    type=click.Choice(["size", "bits"]),
+    default="size",
+    show_default=True,
+    help="trade-off x axis: size multiplier or bits per vector (log2 either way)",
+)
+def report(run_dir: str, x_axis: str) -> None:
+    """Draw tradeoff.png, retention_bars.png and report.html into the run folder RUN."""
+    try:
+        paths = api.report(run_dir, x=x_axis)
+    except EmbedbenchError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    for p in paths:
+        click.echo(f"wrote {p}")
 
 
 def main() -> None:

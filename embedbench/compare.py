@@ -79,8 +79,9 @@ NOT_IDENTITY = frozenset((*NUMERIC, *INTERVAL, "verdict", *DESCRIPTIVE))
 BASELINE_MOVE = 1e-4  # float_score difference that counts as "the baseline moved"
 EPS = 1e-6  # the tables carry 2 (retention) and 6 (score) decimals
 RULE = (
-    "regression = drop > max-drop and, for rows with intervals on both sides, "
-    "drop > sqrt((ret_b - ci_low_b)^2 + (ci_high_n - ret_n)^2)"
+    "a retention or score drop (points) is a regression when drop > max-drop and, if both "
+    "rows carry a 95% interval, drop > sqrt((ret_b - ci_low_b)^2 + (ci_high_n - ret_n)^2) "
+    "(score: those half-widths x float score)"
 )
 
 
@@ -351,7 +352,7 @@ class Comparison:
         """A markdown diff table, then context, warnings and the summary."""
         head = (
             "| task | provider:model | technique | baseline % [95% CI] | new % [95% CI] "
-            "| Δ retention | Δ score | noise ± | status |\n"
+            "| Δ retention | Δ score ×100 | noise ± | status |\n"
             "|---|---|---|---:|---:|---:|---:|---:|---|\n"
         )
         extra = self.identity[len(BASE_KEY) :]

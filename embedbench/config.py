@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -22,6 +22,28 @@ from embedbench.errors import UserError
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# Provider options that change how vectors are fetched, never what they are.
+OPERATIONAL_OPTIONS = frozenset(
+    {
+        "n_jobs",
+        "batch_size",
+        "region",
+        "endpoint_url",
+        "profile",
+        "base_url",
+        "api_key",
+        "connect_timeout",
+        "timeout",
+        "max_attempts",
+        "backoff_base",
+        "backoff_max",
+        "retry_after_max",
+        "requests_per_minute",
+        "device",
+    }
+)
 
 
 class ProviderSpec(_Strict):
@@ -37,10 +59,11 @@ class ProviderSpec(_Strict):
 
     @property
     def key(self) -> str:
-        """The label, plus a short hash of the options when there are any."""
-        if not self.options:
+        """The label, plus a short hash of the options that can change the vectors."""
+        options = {k: v for k, v in self.options.items() if k not in OPERATIONAL_OPTIONS}
+        if not options:
             return self.label
-        blob = json.dumps(self.options, sort_keys=True, default=str)
+        blob = json.dumps(options, sort_keys=True, default=str)
         return f"{self.label}@{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
@@ -62,6 +85,14 @@ class Evaluation(_Strict):
     samples_per_label: int | None = Field(None, ge=1)
 
 
+class Executor(_Strict):
+    """Where evaluations run; providers are always called from the driver process."""
+
+    backend: Literal["sequential", "threads", "processes", "dask"] = "sequential"
+    n_jobs: int = Field(2, ge=1)
+    address: str | None = None  # dask scheduler; none starts a LocalCluster of n_jobs workers
+
+
 class Config(_Strict):
     """A provider × task × technique grid."""
 
@@ -71,6 +102,10 @@ class Config(_Strict):
     techniques: list[str] = Field(min_length=1)
     calibration: Calibration = Field(default_factory=Calibration)
     evaluation: Evaluation = Field(default_factory=Evaluation)
+    executor: Executor = Field(default_factory=Executor)
+    prices: dict[str, float] = Field(
+        default_factory=dict, description="USD per 1M input tokens by model id (plan's table)"
+    )
     output: str | None = None
     data_dir: str | None = None
     cache: str | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +106,14 @@ def _figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def _short(series: str, width: int = 26) -> str:
+    """A tick label: the model's last path part, wrapped."""
+    provider, _, model = series.partition(":")
+    head, sep, extra = model.partition(" (")
+    text = f"{provider}:{head.rsplit('/', 1)[-1]}{sep}{extra}"
+    return "\n".join(textwrap.wrap(text, width)) or text
 
 
 def _size_label(v: float) -> str:
@@ -251,7 +260,7 @@ def bars_figure(rows: Rows) -> Figure:
             ax.set_ylim(bottom, max(max(highs), 100.0) + 1.5)
         ax.axhline(100.0, color="grey", linewidth=0.8, linestyle="--")
         ax.set_xticks(range(len(groups)))
-        ax.set_xticklabels([f"{t}\n{s}" if multi else t for t, s in groups])
+        ax.set_xticklabels([f"{t}\n{_short(s)}" if multi else t for t, s in groups])
         ax.set_ylabel("retention % (95% CI)" + (f", axis from {bottom:g}" if bottom > 0 else ""))
         ax.grid(axis="x", visible=False)
         ax.set_title("Retention per technique (float = 100%)")

@@ -17,9 +17,12 @@ ending in `<k>` takes a positive integer parameter written in its place:
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 import re
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -246,8 +249,9 @@ class TwoBit(Code):
     so each level holds a quarter of them; level j decodes to the mean of the
     calibration values that fall in bin j (the MSE-optimal value for these
     thresholds, and it follows skewed dimensions, which fixed ±0.5, ±1.5 levels
-    would not). An empty bin (ties) decodes to its nearest threshold. Stored as two
-    packed bit planes, high bit (x > t2) then low bit (odd level), 2 bits a dimension.
+    would not). An empty bin (ties) decodes to the middle of its two thresholds, or
+    to its one threshold for an end bin. Stored as two packed bit planes, high bit
+    (x > t2) then low bit (odd level), 2 bits a dimension.
     """
 
     name, bits = "2bit", 2
@@ -629,7 +633,8 @@ class RandomizedHadamard(Transform):
 
     name = "hadamard"
     pad = False
-    BLOCK_FLOATS = 1 << 16  # floats per row block (256 KiB): two scratch blocks stay in L2
+    BLOCK_FLOATS = 1 << 15  # floats per row block (128 KiB): the scratch blocks stay in L2
+    THREADS = min(4, os.cpu_count() or 1)  # row chunks run in parallel, like a BLAS rotation
 
     def __init__(self, seed: int = DEFAULT_SEED):
         self.seed = seed
@@ -658,9 +663,26 @@ class RandomizedHadamard(Transform):
         rows, d = X.shape
         if d != self.d:
             raise ValueError(f"{self.name} was fitted on {self.d} dimensions, got {d}")
-        n, width = self.n, self.out_dim(d)
-        out = np.empty((rows, width), dtype=np.float32)
-        step = max(1, self.BLOCK_FLOATS // n)
+        out = np.empty((rows, self.out_dim(d)), dtype=np.float32)
+        step = max(1, self.BLOCK_FLOATS // self.n)
+        workers = min(self.THREADS, -(-rows // (4 * step)))
+        if workers <= 1:
+            self._apply_rows(X, out, step)
+            return out
+        # rows are independent: contiguous chunks on threads (numpy releases the GIL)
+        bounds = [rows * i // workers for i in range(workers + 1)]
+        with ThreadPoolExecutor(workers) as pool:
+            jobs = [
+                pool.submit(self._apply_rows, X[lo:hi], out[lo:hi], step)
+                for lo, hi in itertools.pairwise(bounds)
+            ]
+            for job in jobs:
+                job.result()
+        return out
+
+    def _apply_rows(self, X: np.ndarray, out: np.ndarray, step: int) -> None:
+        rows, d = X.shape
+        n = self.n
         s0 = np.empty((min(rows, step), n), dtype=np.float32)
         s1 = np.empty_like(s0)
         even = len(self._wht.radices) % 2 == 0
@@ -675,12 +697,12 @@ class RandomizedHadamard(Transform):
                 self._wht(first, other)
                 continue
             ob = out[b]
-            ob[...] = X[b]
+            ob[:, n:] = X[b, n:]
+            src = X[b]
             for lo, signs in zip(self.offsets, self.signs, strict=True):
-                window = ob[:, lo : lo + n]
-                np.multiply(window, signs, out=s0[:m])
-                window[...] = self._wht(s0[:m], s1[:m])
-        return out
+                np.multiply(src[:, lo : lo + n], signs, out=s0[:m])
+                ob[:, lo : lo + n] = self._wht(s0[:m], s1[:m])
+                src = ob
 
     def matrix(self) -> np.ndarray:
         """The map as a d × out_dim matrix M (apply(X) == X @ M), built by applying it to I."""

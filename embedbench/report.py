@@ -187,6 +187,7 @@ def manifest(result: RunResult, wall_seconds: float, cache_path: Path) -> dict[s
         "timings_seconds": {k: round(v, 3) for k, v in sorted(result.timings.items())},
         "wall_seconds": round(wall_seconds, 3),
         "cells": len(result.rows),
+        "evaluations": result.evaluations,
     }
 
 
@@ -417,4 +418,10 @@ def write_report(folder: str | Path, x: str = "size") -> list[Path]:
             raise UserError(f"{mpath}: not a manifest (expected a JSON object)")
     written = list(write_figures(out, rows, x=x).values())
     write_atomic(out / "report.html", html_report(rows, facts, out))
+    md = out / "retention.md"
+    if md.is_file():  # a run written before the figures existed: link them
+        text = md.read_text(encoding="utf-8")
+        missing_links = [p.name for p in written if f"]({p.name})" not in text]
+        if missing_links:
+            write_atomic(md, text + image_links(missing_links))
     return [*written, out / "report.html"]

@@ -1,15 +1,16 @@
-"""Execute a grid: embed each text once, fit on calibration, evaluate with mteb, collect.
+"""Execute a grid: embed each text once, evaluate, collect retention rows.
 
-For each provider × task: fetch calibration and evaluation texts through the cache,
-evaluate the float baseline with mteb, then for each technique fit on calibration
-vectors only, evaluate its decoded vectors with the same mteb task and settings, and
-compute retention with a paired bootstrap on mteb's own predictions.
+The driver (this module) is the only caller of providers. For each provider ×
+task it fetches calibration and evaluation texts through the cache, evaluates the
+float baseline with mteb (fetching whatever else mteb asks for), then hands one
+self-contained job per technique to the executor. Each finished evaluation is
+recorded in `<run>/cells/` at once, so a killed sweep resumes without redoing it.
+Retention and intervals are computed last, from the records, in grid order.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from collections import defaultdict
@@ -23,15 +24,22 @@ import numpy as np
 from embedbench import stats
 from embedbench.cache import EmbeddingCache
 from embedbench.config import Config, ProviderSpec
-from embedbench.encoder import TechniqueEncoder, model_meta
-from embedbench.errors import EmbedbenchError
+from embedbench.evaluate import EvalJob, prepare, run_job
+from embedbench.executor import run_jobs
 from embedbench.providers.base import FetchStats, Provider, Purpose, fetch
-from embedbench.quantize import Technique, parse_technique
+from embedbench.records import (
+    EvalRecord,
+    RecordStore,
+    evaluation_key,
+    remove_stale_temporaries,
+    write_json_atomic,
+)
 from embedbench.registry import build_provider, build_technique
 from embedbench.tasks import LoadedTask, load_task
 
 # (phase, description, done, total); phases: "embed", "evaluate"
 ProgressFn = Callable[[str, str, int, int], None]
+BASELINE = "float32"
 
 
 def _noop(phase: str, desc: str, done: int, total: int) -> None:
@@ -43,36 +51,36 @@ def slug(text: str) -> str:
 
 
 class EmbeddingStore:
-    """Float vectors of one provider and purpose, fetched once per run through the cache."""
+    """Float vectors of one provider, per purpose, fetched once per run through the cache."""
 
     def __init__(
         self,
         provider: Provider,
-        purpose: Purpose,
         cache: EmbeddingCache,
         counters: FetchStats,
         progress: ProgressFn,
         desc: str,
     ):
-        self.provider, self.purpose, self.cache = provider, purpose, cache
-        self.counters, self.progress, self.desc = counters, progress, desc
-        self._rows: dict[str, np.ndarray] = {}
+        self.provider, self.cache, self.counters = provider, cache, counters
+        self.progress, self.desc = progress, desc
+        self._rows: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
 
-    def get(self, texts: list[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._rows))
+    def get(self, texts: list[str], purpose: Purpose) -> np.ndarray:
+        rows = self._rows[purpose]
+        missing = list(dict.fromkeys(t for t in texts if t not in rows))
         if missing:
             vecs = fetch(
                 self.provider,
                 missing,
-                self.purpose,
+                purpose,
                 self.cache,
                 self.counters,
                 lambda done, total: self.progress("embed", self.desc, done, total),
             )
-            self._rows.update(zip(missing, vecs, strict=True))
+            rows.update(zip(missing, vecs, strict=True))
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([self._rows[t] for t in texts])
+        return np.stack([rows[t] for t in texts])
 
 
 @dataclass
@@ -104,6 +112,7 @@ class RunResult:
     sources: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    evaluations: dict[str, int] = field(default_factory=lambda: {"run": 0, "resumed": 0})
 
     @property
     def texts_embedded(self) -> int:
@@ -112,12 +121,6 @@ class RunResult:
     @property
     def texts_from_cache(self) -> int:
         return sum(f["texts_from_cache"] for f in self.fetch.values())
-
-
-@dataclass
-class _Evaluated:
-    score: float
-    predictions: Any
 
 
 class _Timer:
@@ -131,71 +134,6 @@ class _Timer:
         self.timings[self.phase] += time.perf_counter() - self.t0
 
 
-def _prepare(lt: LoadedTask, config: Config) -> None:
-    """Evaluator settings, identical for the baseline and every technique."""
-    task = lt.task
-    if lt.type == "STS":
-        # mteb's STS main score is cosine on what encode returns; "spearman" follows the
-        # encoder's own similarity, i.e. the technique's (same value for float vectors).
-        task.metadata = task.metadata.model_copy(update={"main_score": "spearman"})
-    ev = config.evaluation
-    if lt.type == "Classification":
-        if ev.n_experiments is not None:
-            task.n_experiments = ev.n_experiments
-        if ev.samples_per_label is not None:
-            task.samples_per_label = ev.samples_per_label
-
-
-def _evaluate(lt: LoadedTask, encoder: TechniqueEncoder, out: Path, folder: str) -> _Evaluated:
-    import mteb
-    from mteb.cache import ResultCache
-
-    pred_dir = out / "predictions" / folder
-    result = mteb.evaluate(
-        encoder,
-        lt.task,
-        cache=ResultCache(out / "mteb"),
-        overwrite_strategy="always",
-        prediction_folder=pred_dir,
-        show_progress_bar=False,
-        raise_error=True,
-    )
-    score = float(result.task_results[0].get_score())
-    preds_file = pred_dir / f"{lt.name}_predictions.json"
-    preds = json.loads(preds_file.read_text(encoding="utf-8"))["default"][lt.eval_split]
-    if lt.type == "STS":
-        preds = preds["similarity_scores"]
-    _check_consistent(lt, score, preds)
-    return _Evaluated(score, preds)
-
-
-def _gold(lt: LoadedTask) -> list[Any]:
-    split = lt.split(lt.eval_split)
-    return split["score"] if lt.type == "STS" else split[lt.task.label_column_name]
-
-
-def _check_consistent(lt: LoadedTask, score: float, preds: Any) -> None:
-    """The predictions the interval is built on must reproduce mteb's main score."""
-    from scipy.stats import spearmanr
-
-    gold = np.asarray(_gold(lt))
-    if lt.type == "STS":
-        again = float(spearmanr(gold, preds)[0])
-    else:
-        again = float(np.mean([(np.asarray(p) == gold).mean() for p in preds]))
-    if abs(again - score) > 1e-9:
-        raise EmbedbenchError(
-            f"{lt.name}: mteb main score {score} differs from its predictions ({again})"
-        )
-
-
-def _interval(lt: LoadedTask, base: _Evaluated, ev: _Evaluated, config: Config):
-    n, seed = config.evaluation.bootstrap, config.evaluation.seed
-    if lt.type == "STS":
-        return stats.sts_retention(_gold(lt), base.predictions, ev.predictions, n, seed)
-    return stats.classification_retention(_gold(lt), base.predictions, ev.predictions, n, seed)
-
-
 def _text_digest(texts: list[str]) -> str:
     h = hashlib.sha256()
     for t in texts:
@@ -203,18 +141,39 @@ def _text_digest(texts: list[str]) -> str:
     return h.hexdigest()
 
 
+@dataclass
+class _Group:
+    """One provider × task: its calibration, baseline record and pending jobs."""
+
+    spec: ProviderSpec
+    model: str
+    lt: LoadedTask
+    cal_texts: list[str]
+    X_cal: np.ndarray
+    baseline: EvalRecord
+    keys: dict[str, str] = field(default_factory=dict)  # technique -> evaluation key
+
+
 class _Sweep:
-    """One run of a grid: shared state of the cells, one method per level of the loop."""
+    """One run of a grid: shared state, one method per step."""
 
     def __init__(
-        self, config: Config, data_dir: Path | None, cache: EmbeddingCache, progress: ProgressFn
+        self,
+        config: Config,
+        data_dir: Path | None,
+        cache: EmbeddingCache,
+        progress: ProgressFn,
+        resume: bool,
     ):
         self.config, self.data_dir, self.cache, self.progress = config, data_dir, cache, progress
         self.out = config.output_dir()
+        remove_stale_temporaries(self.out)
+        self.records = RecordStore(self.out / "cells", enabled=resume)
         self.result = RunResult(config)
         self.timings = self.result.timings
         self.tasks: dict[str, LoadedTask] = {}
         self.n_cells, self.done = len(config.cells()), 0
+        self.finished: dict[str, EvalRecord] = {}
 
     def timer(self, phase: str) -> _Timer:
         return _Timer(self.timings, phase)
@@ -223,53 +182,58 @@ class _Sweep:
         if name not in self.tasks:
             with self.timer("load_tasks"):
                 self.tasks[name] = load_task(name, self.data_dir)
-                _prepare(self.tasks[name], self.config)
+                prepare(self.tasks[name], self.config.evaluation)
             self.result.sources[name] = self.tasks[name].source
         return self.tasks[name]
 
-    def provider(self, spec: ProviderSpec) -> None:
-        provider = build_provider(spec)
-        counters = FetchStats()
-        try:
-            for task_name in self.config.tasks:
-                lt = self.task(task_name)
-                store = EmbeddingStore(
-                    provider,
-                    lt.purpose,
-                    self.cache,
-                    counters,
-                    self.progress,
-                    f"{spec.label} {task_name}",
-                )
-                self.provider_task(spec, provider.model, lt, store)
-        finally:
-            provider.close()
-            self.result.fetch[spec.key] = counters.as_dict()
+    def key(self, spec: ProviderSpec, lt: LoadedTask, technique_spec: str) -> str:
+        """Everything that determines an evaluation's result (not the bootstrap settings)."""
+        ev = self.config.evaluation
+        return evaluation_key(
+            {
+                "provider": spec.key,
+                "task": lt.name,
+                "technique": technique_spec,
+                "data": lt.source,
+                "calibration": self.config.calibration.model_dump(mode="json"),
+                "evaluation": {
+                    "normalize": ev.normalize,
+                    "n_experiments": ev.n_experiments,
+                    "samples_per_label": ev.samples_per_label,
+                },
+            }
+        )
 
-    def evaluate(
-        self,
-        spec: ProviderSpec,
-        model: str,
-        lt: LoadedTask,
-        store: EmbeddingStore,
-        tech: Technique,
-        dim: int,
-    ) -> _Evaluated:
-        normalize = self.config.evaluation.normalize
-        meta = model_meta(model, spec.key, tech, normalize, dim)
-        enc = TechniqueEncoder(lambda texts, _pt: store.get(texts), tech, meta, normalize)
-        with self.timer("evaluate"):
-            return _evaluate(lt, enc, self.out, f"{slug(spec.key)}/{slug(tech.spec)}")
+    def job(self, group: _Group, technique: str, key: str, vectors=None) -> EvalJob:
+        return EvalJob(
+            key=key,
+            task=group.lt.name,
+            data_dir=str(self.data_dir) if self.data_dir else None,
+            evaluation=self.config.evaluation,
+            technique=technique,
+            provider_key=group.spec.key,
+            model=group.model,
+            calibration=group.X_cal,
+            vectors=vectors or {},
+        )
 
-    def provider_task(
-        self, spec: ProviderSpec, model: str, lt: LoadedTask, store: EmbeddingStore
-    ) -> None:
+    def record(self, rec: EvalRecord) -> None:
+        self.records.put(rec)
+        self.finished[rec.key] = rec
+        self.result.evaluations["run"] += 1
+
+    def group(
+        self, spec: ProviderSpec, provider: Provider, lt: LoadedTask, store: EmbeddingStore
+    ) -> _Group:
+        """Fetch calibration and evaluation texts; evaluate (or resume) the float baseline."""
         cal = self.config.calibration
         cal_texts = lt.calibration_texts(cal.split, cal.max_texts, cal.seed)
         with self.timer("embed"):
-            store.get(cal_texts + lt.eval_texts())
-            X_cal = store.get(cal_texts)
-        d = X_cal.shape[1]
+            needed = lt.needed_texts()
+            needed[lt.purpose] = list(dict.fromkeys(needed[lt.purpose] + cal_texts))
+            for purpose, texts in needed.items():
+                store.get(texts, purpose)
+            X_cal = store.get(cal_texts, lt.purpose)
         self.result.calibration[f"{spec.key}/{lt.name}"] = {
             "split": cal.split,
             "texts": len(cal_texts),
@@ -277,50 +241,117 @@ class _Sweep:
             "texts_sha256": _text_digest(cal_texts),
             "touches_eval_texts": False,
         }
-        with self.timer("fit"):
-            baseline = parse_technique("float32").fit(X_cal)
-        base = self.evaluate(spec, model, lt, store, baseline, d)
+        key = self.key(spec, lt, BASELINE)
+        baseline = self.records.get(key)
+        group = _Group(spec, provider.model, lt, cal_texts, X_cal, baseline)  # type: ignore[arg-type]
+        if baseline is None:
+            with self.timer("evaluate"):
+                baseline = run_job(self.job(group, BASELINE, key), get=store.get, lt=lt)
+            self.record(baseline)
+        else:
+            self.result.evaluations["resumed"] += 1
+        group.baseline = baseline
+        return group
+
+    def pending_jobs(self, group: _Group, store: EmbeddingStore) -> list[EvalJob]:
+        """Jobs for the techniques of `group` without a record; resumed ones are noted."""
+        vectors = {p: (texts, store.get(texts, p)) for p, texts in group.baseline.requested.items()}
+        jobs = []
         for name in self.config.techniques:
-            self.progress("evaluate", f"{lt.name} {name}", self.done, self.n_cells)
+            spec = build_technique(name).spec
+            key = group.keys[name] = self.key(group.spec, group.lt, spec)
+            if spec == BASELINE or self.records.get(key) is not None:
+                self.result.evaluations["resumed"] += spec != BASELINE
+                continue
+            jobs.append(self.job(group, name, key, vectors))
+        return jobs
+
+    def rows(self, group: _Group) -> None:
+        """Retention rows of one group, in the grid's technique order."""
+        lt, base, d = group.lt, group.baseline, group.X_cal.shape[1]
+        cal = self.config.calibration
+        for name in self.config.techniques:
             tech = build_technique(name)
-            if tech.spec == baseline.spec:
-                ev, interval = base, None
-            else:
-                with self.timer("fit"):
-                    tech.fit(X_cal)
-                ev = self.evaluate(spec, model, lt, store, tech, d)
+            rec = base if tech.spec == BASELINE else self.records_get(group.keys[name])
+            interval = None
+            if rec is not base:
                 with self.timer("bootstrap"):
-                    interval = _interval(lt, base, ev, self.config)
+                    interval = _interval(lt, base, rec, self.config)
+            write_json_atomic(
+                self.out / "mteb" / slug(group.spec.key) / slug(tech.spec) / f"{lt.name}.json",
+                rec.task_result,
+            )
             self.result.rows.append(
                 CellResult(
                     task=lt.name,
-                    provider=spec.name,
-                    model=model,
+                    provider=group.spec.name,
+                    model=group.model,
                     technique=name,
                     spec=tech.spec,
                     dim=d,
                     bits_per_dim=tech.bits_per_dim(d),
                     bytes_per_vector=tech.bytes_per_vector(d),
                     size_multiplier=tech.size_multiplier(d),
-                    params_bytes=tech.params_bytes(),
-                    score=ev.score,
+                    params_bytes=rec.params_bytes,
+                    score=rec.score,
                     float_score=base.score,
-                    retention=stats.retention(ev.score, base.score, interval),
+                    retention=stats.retention(rec.score, base.score, interval),
                     interval_method=stats.BOOTSTRAP_METHODS[lt.type] if interval else "",
-                    calibration=f"{cal.split}:{len(cal_texts)}",
+                    calibration=f"{cal.split}:{len(group.cal_texts)}",
                 )
             )
-            self.done += 1
-            self.progress("evaluate", f"{lt.name} {name}", self.done, self.n_cells)
+
+    def records_get(self, key: str) -> EvalRecord:
+        rec = self.finished.get(key) or self.records.get(key)
+        if rec is None:
+            raise RuntimeError(f"evaluation {key} has no record")
+        return rec
+
+    def run(self) -> RunResult:
+        groups: list[_Group] = []
+        jobs: list[EvalJob] = []
+        for spec in self.config.providers:
+            provider = build_provider(spec)
+            counters = FetchStats()
+            try:
+                for task_name in self.config.tasks:
+                    lt = self.task(task_name)
+                    store = EmbeddingStore(
+                        provider, self.cache, counters, self.progress, f"{spec.label} {task_name}"
+                    )
+                    group = self.group(spec, provider, lt, store)
+                    groups.append(group)
+                    jobs.extend(self.pending_jobs(group, store))
+            finally:
+                provider.close()
+                self.result.fetch[spec.key] = counters.as_dict()
+        self.done = self.n_cells - len(jobs)
+        self.progress("evaluate", "", self.done, self.n_cells)
+        with self.timer("evaluate"):
+            for rec in run_jobs(jobs, self.config.executor):
+                self.record(rec)
+                self.done += 1
+                self.progress("evaluate", f"{rec.task} {rec.technique}", self.done, self.n_cells)
+        for group in groups:
+            self.rows(group)
+        return self.result
+
+
+def _interval(lt: LoadedTask, base: EvalRecord, rec: EvalRecord, config: Config):
+    n, seed = config.evaluation.bootstrap, config.evaluation.seed
+    if lt.type == "STS":
+        return stats.sts_retention(lt.gold(), base.predictions, rec.predictions, n, seed)
+    return stats.classification_retention(lt.gold(), base.predictions, rec.predictions, n, seed)
 
 
 def run_sweep(
-    config: Config, data_dir: Path | None, cache: EmbeddingCache, progress: ProgressFn = _noop
+    config: Config,
+    data_dir: Path | None,
+    cache: EmbeddingCache,
+    progress: ProgressFn = _noop,
+    resume: bool = True,
 ) -> RunResult:
     """Run every cell of `config`; results and mteb files go to `config.output_dir()`."""
     for name in config.techniques:
         build_technique(name)  # fail on a bad name before any provider call
-    sweep = _Sweep(config, data_dir, cache, progress)
-    for spec in config.providers:
-        sweep.provider(spec)
-    return sweep.result
+    return _Sweep(config, data_dir, cache, progress, resume).run()

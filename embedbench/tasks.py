@@ -48,6 +48,18 @@ class LoadedTask:
     def purpose(self) -> Purpose:
         return PURPOSE_BY_TYPE[self.type]
 
+    def purpose_for(self, prompt_type: Any) -> Purpose:
+        """The provider purpose of an mteb encode call (retrieval: query or document)."""
+        if self.type == "Retrieval":
+            value = getattr(prompt_type, "value", prompt_type)
+            return "query" if value == "query" else "document"
+        return self.purpose
+
+    def gold(self) -> list[Any]:
+        """STS gold scores or classification labels of the evaluation split, in order."""
+        split = self.split(self.eval_split)
+        return split["score"] if self.type == "STS" else split[self.task.label_column_name]
+
     def split(self, name: str):
         ds = self.task.dataset
         if "default" in ds and name not in ds:
@@ -73,6 +85,28 @@ class LoadedTask:
 
     def eval_texts(self) -> list[str]:
         return self.texts(self.eval_split)
+
+    def needed_texts(self) -> dict[Purpose, list[str]]:
+        """Every text mteb will ask to encode, by purpose, in first-seen order.
+
+        Classification: the evaluation split plus the union of mteb's undersampled
+        training rows, simulated with mteb's own sampler (the whole train split if
+        that private method changes).
+        """
+        texts = self.eval_texts()
+        if self.type == "Classification":
+            task, train = self.task, self.split(self.task.train_split)
+            try:
+                sim, chosen = None, set()
+                for i in range(task.n_experiments):
+                    _, sim, picked = task._undersample_data(train, i, sim)
+                    chosen.update(picked)
+                rows = sorted(chosen)
+            except (AttributeError, TypeError, ValueError):
+                rows = range(len(train))
+            column = train[task.input_column_name]
+            texts = texts + [column[i] for i in rows]
+        return {self.purpose: list(dict.fromkeys(texts))}
 
     def calibration_texts(self, split: str, max_texts: int, seed: int) -> list[str]:
         """Unique texts of the calibration split, a seeded sample of at most `max_texts`.

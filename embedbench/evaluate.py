@@ -1,0 +1,160 @@
+"""One evaluation job: a technique on a task through mteb, self-contained for any worker.
+
+A job carries everything it needs (task name and data folder, evaluator settings,
+the calibration vectors, the float vectors of every text mteb will ask for), so
+threads, processes or dask workers can run it without a provider or the cache.
+The driver runs the float baseline with a lazy lookup instead, and records which
+texts mteb asked for; the technique jobs then carry exactly those.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedbench.config import Evaluation
+from embedbench.encoder import TechniqueEncoder, model_meta
+from embedbench.errors import EmbedbenchError
+from embedbench.providers.base import Purpose
+from embedbench.records import EvalRecord
+from embedbench.registry import build_technique
+from embedbench.tasks import LoadedTask, load_task
+
+Get = Callable[[list[str], Purpose], np.ndarray]
+
+
+@dataclass
+class EvalJob:
+    key: str
+    task: str
+    data_dir: str | None
+    evaluation: Evaluation
+    technique: str
+    provider_key: str
+    model: str
+    calibration: np.ndarray
+    vectors: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
+
+
+def prepare(lt: LoadedTask, ev: Evaluation) -> None:
+    """Evaluator settings, identical for the float baseline and every technique."""
+    task = lt.task
+    if lt.type == "STS":
+        # mteb's STS main score is cosine on what encode returns; "spearman" follows the
+        # encoder's own similarity, i.e. the technique's (the same value for float vectors).
+        task.metadata = task.metadata.model_copy(update={"main_score": "spearman"})
+    if lt.type == "Classification":
+        if ev.n_experiments is not None:
+            task.n_experiments = ev.n_experiments
+        if ev.samples_per_label is not None:
+            task.samples_per_label = ev.samples_per_label
+
+
+class _Recorder:
+    """The encoder's lookup: maps mteb's prompt type to a purpose and notes every text."""
+
+    def __init__(self, get: Get, lt: LoadedTask):
+        self.get, self.lt = get, lt
+        self.requested: dict[str, dict[str, None]] = {}
+
+    def __call__(self, texts: list[str], prompt_type: Any) -> np.ndarray:
+        purpose = self.lt.purpose_for(prompt_type)
+        self.requested.setdefault(purpose, {}).update(dict.fromkeys(texts))
+        return self.get(texts, purpose)
+
+
+def _strict_get(vectors: dict[str, tuple[list[str], np.ndarray]]) -> Get:
+    index = {
+        p: (dict(zip(texts, range(len(texts)), strict=True)), X)
+        for p, (texts, X) in vectors.items()
+    }
+
+    def get(texts: list[str], purpose: Purpose) -> np.ndarray:
+        rows, X = index[purpose]
+        try:
+            return X[[rows[t] for t in texts]]
+        except KeyError as e:
+            raise EmbedbenchError(f"job lacks the vector of a text mteb asked for: {e}") from None
+
+    return get
+
+
+def check_consistent(lt: LoadedTask, score: float, preds: Any) -> None:
+    """The predictions an interval is built on must reproduce mteb's main score."""
+    from scipy.stats import spearmanr
+
+    gold = np.asarray(lt.gold())
+    if lt.type == "STS":
+        again = float(spearmanr(gold, preds)[0])
+    else:
+        again = float(np.mean([(np.asarray(p) == gold).mean() for p in preds]))
+    if abs(again - score) > 1e-9:
+        raise EmbedbenchError(
+            f"{lt.name}: mteb main score {score} differs from its predictions ({again})"
+        )
+
+
+def run_job(job: EvalJob, get: Get | None = None, lt: LoadedTask | None = None) -> EvalRecord:
+    """Fit the technique on the job's calibration vectors and evaluate it with mteb.
+
+    BLAS runs single-threaded here: multi-threaded sums round differently, which
+    can move a fitted rotation or a classifier by a few ulps and flip a code, so
+    one thread is what makes every executor (driver, threads, processes, dask)
+    give byte-identical tables.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run_job(job, get, lt)
+
+
+def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord:
+    import mteb
+    from mteb.cache import ResultCache
+
+    t0 = time.perf_counter()
+    if lt is None:
+        lt = load_task(job.task, Path(job.data_dir) if job.data_dir else None)
+        prepare(lt, job.evaluation)
+    tech = build_technique(job.technique).fit(job.calibration)
+    recorder = _Recorder(get or _strict_get(job.vectors), lt)
+    normalize = job.evaluation.normalize
+    meta = model_meta(job.model, job.provider_key, tech, normalize, job.calibration.shape[1])
+    encoder = TechniqueEncoder(recorder, tech, meta, normalize)
+    with tempfile.TemporaryDirectory(prefix="embedbench-") as tmp:
+        result = mteb.evaluate(
+            encoder,
+            lt.task,
+            cache=ResultCache(Path(tmp) / "mteb"),
+            overwrite_strategy="always",
+            prediction_folder=Path(tmp) / "pred",
+            show_progress_bar=False,
+            raise_error=True,
+        )
+        score = float(result.task_results[0].get_score())
+        preds_file = Path(tmp) / "pred" / f"{lt.name}_predictions.json"
+        preds = json.loads(preds_file.read_text(encoding="utf-8"))["default"][lt.eval_split]
+        (result_file,) = (Path(tmp) / "mteb").rglob(f"{lt.name}.json")
+        task_result = json.loads(result_file.read_text(encoding="utf-8"))
+    if lt.type == "STS":
+        preds = preds["similarity_scores"]
+    check_consistent(lt, score, preds)
+    return EvalRecord(
+        key=job.key,
+        task=lt.name,
+        technique=job.technique,
+        spec=tech.spec,
+        score=score,
+        predictions=preds,
+        task_result=task_result,
+        seconds=time.perf_counter() - t0,
+        params_bytes=tech.params_bytes(),
+        requested={p: list(texts) for p, texts in recorder.requested.items()},
+    )

@@ -1,0 +1,79 @@
+"""Finished evaluations on disk, so a killed sweep resumes where it stopped.
+
+One JSON file per evaluation in `<run>/cells/`, named by the evaluation's key (a
+hash of everything that determines its result), written to a temporary file and
+renamed into place: a file either exists whole or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+RECORD_VERSION = 1
+
+
+@dataclass
+class EvalRecord:
+    """mteb's result for one technique on one task, and the predictions behind it."""
+
+    key: str
+    task: str
+    technique: str
+    spec: str
+    score: float
+    predictions: Any
+    task_result: dict[str, Any]
+    seconds: float
+    params_bytes: int = 0
+    requested: dict[str, list[str]] = field(default_factory=dict)  # purpose -> texts
+
+
+def evaluation_key(parts: dict[str, Any]) -> str:
+    blob = json.dumps({"v": RECORD_VERSION, **parts}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump(obj, f, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Drop `.*.tmp` files a killed run left behind (never a finished file)."""
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+class RecordStore:
+    """Evaluation records of one run folder."""
+
+    def __init__(self, folder: Path, enabled: bool = True):
+        self.folder = folder
+        self.enabled = enabled
+        remove_stale_temporaries(folder)
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{key}.json"
+
+    def get(self, key: str) -> EvalRecord | None:
+        path = self._path(key)
+        if not self.enabled or not path.is_file():
+            return None
+        try:
+            return EvalRecord(**json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, TypeError):
+            return None  # unreadable: evaluate again
+
+    def put(self, record: EvalRecord) -> None:
+        write_json_atomic(self._path(record.key), asdict(record))

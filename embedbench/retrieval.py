@@ -1,0 +1,584 @@
+"""Retrieval on quantized codes: BEIR data into mteb's task, a code-search model, per-query nDCG.
+
+- `load_beir` puts a local BEIR folder (`corpus.jsonl`, `queries.jsonl`,
+  `qrels/<split>.tsv`) into an mteb retrieval task, so mteb's own evaluator runs on
+  it offline; `corpus_texts` / `query_texts` are the exact strings mteb hands the
+  model (a document is mteb's `title + " " + text`), so embeddings can be fetched
+  ahead; `calibration_texts` is a seeded sample of corpus documents, never queries.
+- `CodeSearch` is an mteb `SearchProtocol` model: it indexes the corpus as a
+  technique's codes (faiss `IndexBinaryFlat` on the packed bits for 1-bit sign
+  codes, else `IndexFlatIP` on the decoded, L2-normalised vectors), searches
+  symmetrically (query coded the same way) or asymmetrically (float query against
+  decoded documents), and optionally re-ranks a candidate window with float or int8
+  document vectors.
+- `per_query_ndcg` recomputes mteb's nDCG@k per query from its saved predictions
+  with the same pytrec_eval measure mteb uses; `retrieval_interval` is the paired
+  bootstrap over queries of the retention ratio.
+
+Ranking rule. pytrec_eval (and so mteb) orders a query's returned documents by score,
+descending, ties by document id, descending. `CodeSearch` returns, per query, exactly
+the first `top_k` documents of that order over the whole corpus (for Hamming scores,
+which are integers, this is exact; float scores are taken from faiss up to its float32
+rounding and then recomputed exactly, see `_exact_scores`). Ties at the cut are not
+left to faiss: the search widens until the tie group at the cut is complete. So the
+metrics at any k <= top_k are those of a ranking of the full corpus, independent of
+top_k and of faiss internals.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from embedbench.encoder import l2_normalize
+from embedbench.errors import UserError
+from embedbench.quantize import Technique
+
+Lookup = Callable[[list[str], Any], np.ndarray]  # (texts, PromptType) -> float32 n × d
+RescoreWith = Literal["float", "int8"]
+SUBSET = "default"
+CORPUS_FILE, QUERIES_FILE, QRELS_DIR = "corpus.jsonl", "queries.jsonl", "qrels"
+INTERVAL_METHOD = "paired bootstrap over test queries (nDCG@10)"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
+    return rows
+
+
+def _read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], int]:
+    """BEIR qrels (`query-id corpus-id score`, tab separated, header) → {qid: {docid: score}}."""
+    qrels: dict[str, dict[str, int]] = {}
+    rows = 0
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
+            raise UserError(f"{path}: expected the header 'query-id<TAB>corpus-id<TAB>score'")
+        for lineno, row in enumerate(reader, 2):
+            if not row or not "".join(row).strip():
+                continue
+            try:
+                qid, docid, score = row[0].strip(), row[1].strip(), int(row[2])
+            except (IndexError, ValueError):
+                raise UserError(f"{path}:{lineno}: expected query-id, corpus-id, score") from None
+            qrels.setdefault(qid, {})[docid] = score
+            rows += 1
+    return qrels, rows
+
+
+def load_beir(task: Any, folder: Path) -> dict[str, Any]:
+    """Load a BEIR folder into mteb retrieval `task`, one split per `qrels/<split>.tsv`.
+
+    Mirrors mteb's own hub loader (`RetrievalDatasetLoader`): the corpus (columns
+    `id`, `title`, `text`) is shared by every split, each split's queries are those
+    with a qrels row (in file order), relevance scores are ints. Sets
+    `task.dataset[SUBSET][split]` and `task.data_loaded`, so mteb never goes to the
+    hub. Returns the data source {kind: local, folder, files: {relpath: sha256}}.
+    """
+    from datasets import Dataset
+
+    from embedbench.tasks import sha256_file
+
+    folder = Path(folder)
+    if task.metadata.is_multilingual:
+        raise UserError(f"task {task.metadata.name}: multilingual retrieval tasks not supported")
+    corpus_path, queries_path = folder / CORPUS_FILE, folder / QUERIES_FILE
+    qrels_paths = sorted((folder / QRELS_DIR).glob("*.tsv"))
+    missing = [p.name for p in (corpus_path, queries_path) if not p.is_file()]
+    if missing or not qrels_paths:
+        raise UserError(
+            f"retrieval folder {folder} needs {CORPUS_FILE}, {QUERIES_FILE} and "
+            f"{QRELS_DIR}/<split>.tsv (BEIR layout); missing: "
+            + ", ".join(missing + ([] if qrels_paths else [f"{QRELS_DIR}/*.tsv"]))
+        )
+    docs = _read_jsonl(corpus_path)
+    corpus = Dataset.from_dict(
+        {
+            "id": [str(d["_id"]) for d in docs],
+            "title": [d.get("title") or "" for d in docs],
+            "text": [d.get("text") or "" for d in docs],
+        }
+    )
+    queries_all = _read_jsonl(queries_path)
+    query_ids = [str(q["_id"]) for q in queries_all]
+    query_text = [q["text"] for q in queries_all]
+    doc_ids = set(corpus["id"])
+    splits: dict[str, dict[str, Any]] = {}
+    for path in qrels_paths:
+        qrels, _ = _read_qrels(path)
+        unknown_docs = {d for rel in qrels.values() for d in rel} - doc_ids
+        unknown_queries = set(qrels) - set(query_ids)
+        if unknown_docs or unknown_queries:
+            raise UserError(
+                f"{path}: {len(unknown_queries)} query ids not in {QUERIES_FILE}, "
+                f"{len(unknown_docs)} corpus ids not in {CORPUS_FILE}"
+            )
+        keep = [i for i, qid in enumerate(query_ids) if qid in qrels]
+        queries = Dataset.from_dict(
+            {"id": [query_ids[i] for i in keep], "text": [query_text[i] for i in keep]}
+        )
+        splits[path.stem] = {
+            "corpus": corpus,
+            "queries": queries,
+            "relevant_docs": qrels,
+            "top_ranked": None,
+        }
+    task.dataset = {SUBSET: splits}
+    task.data_loaded = True
+    files = [corpus_path, queries_path, *qrels_paths]
+    return {
+        "kind": "local",
+        "folder": str(folder.resolve()),
+        "files": {p.relative_to(folder).as_posix(): sha256_file(p) for p in files},
+    }
+
+
+def split_data(task: Any, split: str) -> dict[str, Any]:
+    """The loaded RetrievalSplitData of `split` (corpus, queries, relevant_docs, top_ranked)."""
+    subset = task.dataset.get(SUBSET, {})
+    if split not in subset:
+        raise UserError(
+            f"task {task.metadata.name}: no '{split}' split; available: "
+            + ", ".join(sorted(subset))
+        )
+    return subset[split]
+
+
+def _model_texts(dataset: Any, task_metadata: Any, prompt_type: Any) -> list[str]:
+    """The strings mteb's encoder path would hand `encode` for `dataset`, in order.
+
+    Built with mteb's own dataloader (`create_dataloader`, as `SearchEncoderWrapper`
+    does): a document is `(title + " " + text).strip()` (text alone without a title),
+    a query its text plus any instruction.
+    """
+    from mteb._create_dataloaders import create_dataloader
+
+    if len(dataset) == 0:
+        return []
+    loader = create_dataloader(
+        dataset, task_metadata=task_metadata, prompt_type=prompt_type, batch_size=4096
+    )
+    return [t for batch in loader for t in batch["text"]]
+
+
+def corpus_texts(task: Any, split: str) -> list[str]:
+    """Every document of `split` as mteb passes it to the model, in corpus order."""
+    from mteb.types import PromptType
+
+    return _model_texts(split_data(task, split)["corpus"], task.metadata, PromptType.document)
+
+
+def query_texts(task: Any, split: str) -> list[str]:
+    """Every evaluated query of `split` as mteb passes it to the model, in order."""
+    from mteb.types import PromptType
+
+    return _model_texts(split_data(task, split)["queries"], task.metadata, PromptType.query)
+
+
+def all_query_texts(task: Any) -> set[str]:
+    """The query strings of every loaded split (what calibration must never contain)."""
+    return {t for split in task.dataset.get(SUBSET, {}) for t in query_texts(task, split)}
+
+
+def calibration_texts(task: Any, split: str, max_texts: int, seed: int) -> list[str]:
+    """Unique corpus documents (as mteb embeds them), a seeded sample of at most `max_texts`.
+
+    The corpus is known at indexing time, so fitting on it is allowed; queries never
+    are: a document string that equals a query of any loaded split is dropped. Same
+    sampling as `LoadedTask.calibration_texts` (sorted seeded sample). Embed these
+    with the *document* purpose.
+    """
+    held_out = all_query_texts(task)
+    unique = [t for t in dict.fromkeys(corpus_texts(task, split)) if t not in held_out]
+    if len(unique) > max_texts:
+        unique = sorted(random.Random(seed).sample(unique, max_texts))
+    return unique
+
+
+PURPOSE_BY_PROMPT = {"query": "query", "document": "document"}
+
+
+def purpose_of(prompt_type: Any) -> str:
+    """Provider purpose ("query" / "document") for the mteb PromptType a lookup receives."""
+    value = getattr(prompt_type, "value", prompt_type)
+    if value not in PURPOSE_BY_PROMPT:
+        raise ValueError(f"retrieval lookup needs a query or document prompt type, got {value!r}")
+    return PURPOSE_BY_PROMPT[value]
+
+
+# --------------------------------------------------------------------------- search
+
+
+def _exact_scores(Q: np.ndarray, D: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Inner products of each query with its candidate rows, rounded to float32.
+
+    `rows` is (nq × m) indices into D. Products of float32 pairs are exact in float64
+    and the float64 sum is far more precise than float32's ulp, so rounding to float32
+    makes a document's score independent of where and with which kernel it was
+    computed: equal vectors get equal scores, which pytrec_eval then orders by id.
+    """
+    out = np.empty(rows.shape, dtype=np.float64)
+    Q64 = Q.astype(np.float64)
+    for i in range(len(rows)):
+        out[i] = np.einsum("ij,j->i", D[rows[i]].astype(np.float64), Q64[i])
+    return out.astype(np.float32).astype(np.float64)
+
+
+class _Ranker:
+    """faiss search that never cuts a tie group at position k."""
+
+    def __init__(self, index: Any, n: int):
+        self.index, self.n = index, n
+
+    def candidates(self, X: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query (rows, faiss distances): at least the first k documents by distance.
+
+        Fetches k plus some slack; a query whose faiss tie group at position k may go
+        on past what was fetched is searched again, twice as wide, until the group
+        ends (or the corpus does). So every document tied with the k-th is present.
+        """
+        k = min(k, self.n)
+        if k == 0:
+            return [(np.empty(0, np.int64), np.empty(0)) for _ in range(len(X))]
+        fetch = min(self.n, k + max(16, k // 4))
+        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(X)
+        todo = np.arange(len(X))
+        while len(todo):
+            dist, rows = self.index.search(X[todo], fetch)
+            again = []
+            for j, q in enumerate(todo):
+                dj, rj = dist[j], rows[j]
+                if fetch < self.n and dj[fetch - 1] == dj[k - 1]:
+                    again.append(q)  # the tie group at the cut may go on
+                    continue
+                out[q] = (rj, dj)
+            todo = np.array(again, dtype=np.int64)
+            fetch = min(self.n, 2 * fetch)
+        return out  # type: ignore[return-value]
+
+
+class CodeSearch:
+    """An mteb `SearchProtocol` model that searches a technique's codes.
+
+    Index: float document vectors from `lookup(texts, PromptType.document)`, encoded
+    with the fitted `technique`. Packed sign codes (`binary`, `binary-centered`, with
+    any transforms) go into a faiss `IndexBinaryFlat`; every other code into an
+    `IndexFlatIP` over the decoded vectors, L2-normalised when `normalize`.
+
+    Search, queries from `lookup(texts, PromptType.query)`:
+    - symmetric (`asymmetric=False`): the query is coded like the documents. Sign
+      codes: Hamming distance h on the packed bits, score 1 − 2h/d (the cosine of the
+      ±1 vectors; d − 2h without `normalize`). Other codes: inner product of the
+      normalised decoded query and documents, i.e. exactly what mteb's encoder path
+      (`TechniqueEncoder` + `SearchEncoderWrapper`) scores.
+    - asymmetric: the float query, passed through the technique's transforms only and
+      normalised, against the decoded documents (for sign codes the ±1 vectors / √d),
+      with `IndexFlatIP` over the decoded documents in both cases: numpy would be the
+      same arithmetic, faiss keeps one search path and is fast.
+    - rescoring (`rescore_multiplier=m`): the first top_k·m documents of the code
+      ranking are re-ranked by the cosine of the normalised float query with the float
+      document vectors (`rescore_with="float"`) or with `rescore_technique`'s decoded
+      document vectors (`"int8"`: pass an int8 technique fitted on the same calibration;
+      the query is transformed by it, not coded). Returns the first top_k.
+
+    Every score is computed exactly (see `_exact_scores`) and each query's list is the
+    first top_k documents of (score desc, doc id desc) over the corpus, the order
+    pytrec_eval ranks by. `top_k` overrides mteb's requested depth (1000 for most
+    retrieval tasks); it sets the rescoring window (top_k·m), so with rescoring pass
+    e.g. `top_k=10` for an nDCG@10 main score: metrics at k <= top_k are unaffected.
+    `mteb_model_meta` is `meta` with the search settings added to `experiment_kwargs`,
+    so every configuration gets its own mteb result folder.
+    """
+
+    def __init__(
+        self,
+        lookup: Lookup,
+        technique: Technique,
+        meta: Any,
+        *,
+        rescore_multiplier: int | None = None,
+        rescore_with: RescoreWith = "float",
+        rescore_technique: Technique | None = None,
+        asymmetric: bool = False,
+        normalize: bool = True,
+        top_k: int | None = None,
+    ):
+        if not technique.fitted:
+            raise ValueError(f"technique {technique.name} must be fitted before search")
+        if rescore_multiplier is not None and rescore_multiplier < 1:
+            raise ValueError("rescore_multiplier must be a positive integer or None")
+        if rescore_with not in ("float", "int8"):
+            raise ValueError(f"rescore_with must be 'float' or 'int8', got {rescore_with!r}")
+        if rescore_multiplier is not None and rescore_with == "int8":
+            if rescore_technique is None or not rescore_technique.fitted:
+                raise ValueError("rescore_with='int8' needs a fitted rescore_technique")
+        if top_k is not None and top_k < 1:
+            raise ValueError("top_k must be a positive integer or None")
+        self.lookup = lookup
+        self.technique = technique
+        self.rescore_multiplier = rescore_multiplier
+        self.rescore_with = rescore_with
+        self.rescore_technique = rescore_technique if rescore_with == "int8" else None
+        self.asymmetric = asymmetric
+        self.normalize = normalize
+        self.top_k = top_k
+        self._meta = meta
+        self._index: Any = None
+
+    # -- mteb SearchProtocol ------------------------------------------------------
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The search settings, as recorded in the model meta's experiment_kwargs."""
+        s: dict[str, Any] = {"search": "asymmetric" if self.asymmetric else "symmetric"}
+        if self.rescore_multiplier is not None:
+            s["rescore"] = f"{self.rescore_with}x{self.rescore_multiplier}"
+        if self.top_k is not None:
+            s["top_k"] = self.top_k
+        return s
+
+    @property
+    def mteb_model_meta(self):
+        kwargs = {**(getattr(self._meta, "experiment_kwargs", None) or {}), **self.settings}
+        return self._meta.model_copy(update={"experiment_kwargs": kwargs})
+
+    def index(
+        self,
+        corpus: Any,
+        *,
+        task_metadata: Any,
+        hf_split: str,
+        hf_subset: str,
+        encode_kwargs: Any = None,
+        num_proc: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from mteb.types import PromptType
+
+        texts = _model_texts(corpus, task_metadata, PromptType.document)
+        X = np.asarray(self.lookup(texts, PromptType.document), dtype=np.float32)
+        self.build(X, list(corpus["id"]))
+
+    def search(
+        self,
+        queries: Any,
+        *,
+        task_metadata: Any,
+        hf_split: str,
+        hf_subset: str,
+        top_k: int,
+        encode_kwargs: Any = None,
+        top_ranked: Any = None,
+        num_proc: int | None = None,
+        **kwargs: Any,
+    ) -> dict[str, dict[str, float]]:
+        from mteb.types import PromptType
+
+        if top_ranked is not None:
+            raise NotImplementedError("CodeSearch does not rerank pre-ranked lists")
+        texts = _model_texts(queries, task_metadata, PromptType.query)
+        Q = np.asarray(self.lookup(texts, PromptType.query), dtype=np.float32)
+        return self.search_vectors(Q, list(queries["id"]), self.top_k or top_k)
+
+    # -- the work, on vectors -----------------------------------------------------
+
+    def build(self, X: np.ndarray, doc_ids: list[str]) -> None:
+        """Index float document vectors X (n × d) with ids `doc_ids`."""
+        import faiss
+
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        n, d = X.shape
+        if n != len(doc_ids):
+            raise ValueError(f"{n} vectors for {len(doc_ids)} document ids")
+        self.d = d
+        self.d_out = self.technique.out_dim(d)
+        self.doc_ids = np.asarray(doc_ids, dtype=object)
+        # rank of each id in descending id order: ties in score go to the larger id
+        order = sorted(range(n), key=lambda i: doc_ids[i], reverse=True)
+        self.id_rank = np.empty(n, dtype=np.int64)
+        self.id_rank[order] = np.arange(n)
+        codes = self.technique.encode(X)
+        self.hamming = not self.asymmetric and is_sign_code_of(self.technique, codes, d)
+        if self.hamming:
+            index = faiss.IndexBinaryFlat(8 * codes.shape[1])
+            index.add(np.ascontiguousarray(codes))
+            self.docs = None
+        else:
+            docs = self.technique.decode(codes, d).astype(np.float32)
+            self.docs = np.ascontiguousarray(l2_normalize(docs) if self.normalize else docs)
+            index = faiss.IndexFlatIP(self.d_out)
+            index.add(self.docs)
+        self._ranker = _Ranker(index, n)
+        self._index = index
+        self.rescore_docs = None
+        if self.rescore_multiplier is not None:
+            R = X if self.rescore_technique is None else self.rescore_technique.roundtrip(X)
+            R = np.asarray(R, dtype=np.float32)
+            self.rescore_docs = np.ascontiguousarray(l2_normalize(R) if self.normalize else R)
+
+    def _query_vectors(self, Q: np.ndarray) -> np.ndarray:
+        """What the index is searched with: codes (Hamming) or float vectors."""
+        if self.hamming:
+            return np.ascontiguousarray(self.technique.encode(Q))
+        if self.asymmetric:
+            Z = self.technique.transform(Q)
+        else:
+            Z = self.technique.roundtrip(Q)
+        Z = np.asarray(Z, dtype=np.float32)
+        return np.ascontiguousarray(l2_normalize(Z) if self.normalize else Z)
+
+    def _code_ranking(self, Q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query (rows, scores), the first k documents by code score, then id desc."""
+        V = self._query_vectors(Q)
+        if self.hamming:
+            raw = self._ranker.candidates(V, k)
+            d = float(self.d_out)
+            ranked = []
+            for rows, dist in raw:
+                dist = dist.astype(np.float64)
+                scores = 1.0 - 2.0 * dist / d if self.normalize else d - 2.0 * dist
+                ranked.append(self._first_k(rows, scores, k))
+            return ranked
+        raw = self._ranker.candidates(V, k)
+        ranked = []
+        for i, (rows, _) in enumerate(raw):
+            scores = _exact_scores(V[i : i + 1], self.docs, rows[None, :])[0]
+            ranked.append(self._first_k(rows, scores, k))
+        return ranked
+
+    def _first_k(self, rows: np.ndarray, scores: np.ndarray, k: int):
+        order = np.lexsort((self.id_rank[rows], -scores))[:k]
+        return rows[order], scores[order]
+
+    def search_vectors(
+        self, Q: np.ndarray, query_ids: list[str], top_k: int
+    ) -> dict[str, dict[str, float]]:
+        """mteb's RetrievalOutputType {qid: {docid: score}} for float query vectors Q."""
+        if self._index is None:
+            raise ValueError("CodeSearch.search before index")
+        Q = np.ascontiguousarray(Q, dtype=np.float32)
+        if len(Q) != len(query_ids):
+            raise ValueError(f"{len(Q)} vectors for {len(query_ids)} query ids")
+        if self.rescore_multiplier is None:
+            ranked = self._code_ranking(Q, top_k)
+        else:
+            window = self._code_ranking(Q, top_k * self.rescore_multiplier)
+            Z = Q if self.rescore_technique is None else self.rescore_technique.transform(Q)
+            Z = np.asarray(Z, dtype=np.float32)
+            Z = l2_normalize(Z) if self.normalize else Z
+            ranked = []
+            for i, (rows, _) in enumerate(window):
+                scores = _exact_scores(Z[i : i + 1], self.rescore_docs, rows[None, :])[0]
+                ranked.append(self._first_k(rows, scores, top_k))
+        return {
+            qid: {self.doc_ids[r]: float(s) for r, s in zip(rows, scores, strict=True)}
+            for qid, (rows, scores) in zip(query_ids, ranked, strict=True)
+        }
+
+
+def is_sign_code_of(technique: Technique, codes: np.ndarray, d_in: int) -> bool:
+    """Whether `codes` (from `technique.encode` on d_in-dim vectors) are packed sign bits.
+
+    1 bit per dimension, ceil(d/8) bytes a row, decoding to ±1 with a set bit exactly
+    where the decoded coordinate is +1 (so pad bits are zero and the Hamming distance
+    of two rows is the number of coordinates where their ±1 vectors differ).
+    """
+    d_out = technique.out_dim(d_in)
+    if technique.code.bits != 1 or codes.ndim != 2 or codes.shape[1] != -(-d_out // 8):
+        return False
+    sample = np.ascontiguousarray(codes[:256])
+    dec = technique.decode(sample, d_in)
+    if dec.shape[1] != d_out or not np.all(np.abs(dec) == 1.0):
+        return False
+    ones = np.unpackbits(sample, axis=1).sum(axis=1)
+    return bool(np.array_equal(ones, (dec > 0).sum(axis=1)))
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def predictions_of(prediction_file: Path, split: str, subset: str = SUBSET):
+    """mteb's saved retrieval predictions {qid: {docid: score}} for one split."""
+    data = json.loads(Path(prediction_file).read_text(encoding="utf-8"))
+    return data[subset][split]
+
+
+def per_query_ndcg(
+    predictions: Mapping[str, Mapping[str, float]],
+    relevant_docs: Mapping[str, Mapping[str, int]],
+    k: int = 10,
+    *,
+    ignore_identical_ids: bool = False,
+    skip_first_result: bool = False,
+) -> dict[str, float]:
+    """nDCG@k of each query, exactly as mteb computes it (pytrec_eval `ndcg_cut.k`).
+
+    `predictions` is what mteb saves with `prediction_folder` for a retrieval split
+    ({qid: {docid: score}}). `ignore_identical_ids` / `skip_first_result` repeat the
+    task's settings of the same names. `mteb_mean(per_query_ndcg(...))` is mteb's
+    `ndcg_at_k`.
+    """
+    import pytrec_eval
+
+    run = {q: dict(docs) for q, docs in predictions.items()}
+    if skip_first_result:
+        run = {
+            q: dict(sorted(docs.items(), key=lambda x: x[1], reverse=True)[1:])
+            for q, docs in run.items()
+        }
+    if ignore_identical_ids:
+        run = {q: {d: s for d, s in docs.items() if d != q} for q, docs in run.items()}
+    qrels = {q: dict(rel) for q, rel in relevant_docs.items()}
+    measure = f"ndcg_cut_{k}"
+    scores = pytrec_eval.RelevanceEvaluator(qrels, {f"ndcg_cut.{k}"}).evaluate(run)
+    return {q: float(s[measure]) for q, s in scores.items()}
+
+
+def mteb_mean(per_query: Mapping[str, float]) -> float:
+    """mteb's aggregate of per-query scores: their mean, rounded to 5 decimals."""
+    return round(sum(per_query.values()) / len(per_query), 5)
+
+
+def retrieval_interval(
+    per_query_float: Mapping[str, float],
+    per_query_tech: Mapping[str, float],
+    n_boot: int,
+    seed: int,
+    chunk: int = 200,
+) -> tuple[float, float]:
+    """Paired percentile bootstrap (percent) of mean(tech) / mean(float) over queries.
+
+    The same resampled queries score both sides (as `stats.sts_retention`): 95%
+    interval = 2.5th and 97.5th percentiles of 100 · ratio over `n_boot` resamples.
+    Both dicts must hold the same query ids.
+    """
+    if set(per_query_float) != set(per_query_tech):
+        raise ValueError("per-query scores of the float and technique runs cover other queries")
+    qids = sorted(per_query_float)
+    f = np.array([per_query_float[q] for q in qids], dtype=np.float64)
+    t = np.array([per_query_tech[q] for q in qids], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for start in range(0, n_boot, chunk):
+        idx = rng.integers(0, len(qids), size=(min(chunk, n_boot - start), len(qids)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios.append(t[idx].mean(axis=1) / f[idx].mean(axis=1))
+    lo, hi = np.percentile(100.0 * np.concatenate(ratios), [2.5, 97.5])
+    return float(lo), float(hi)
