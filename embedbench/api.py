@@ -100,3 +100,29 @@ def compare(
 def report(run_dir: str | Path, x: str = "size") -> list[Path]:
     """Draw tradeoff.png, retention_bars.png and report.html into a run folder."""
     return write_report(run_dir, x=x)
+
+
+def analyze(
+    config_path: str | Path,
+    data_dir: str | Path | None = None,
+    cache: str | Path | None = None,
+    output: str | Path | None = None,
+    progress: ProgressFn | None = None,
+    max_texts: int | None = None,
+):
+    """Singular-value decay of the float and each technique's decoded evaluation vectors.
+
+    Writes singular_values.csv, spectrum_summary.csv/.md and spectrum.png into
+    `<output or the config's run folder>/analysis/`; returns the
+    `embedbench.analyze.Analysis` and the written paths.
+    """
+    from embedbench.analyze import analyze_config, write_analysis
+
+    config = validate(config_path)
+    if output:
+        config = config.model_copy(update={"output": str(output)})
+    folder = resolve_data_dir(data_dir, config.data_dir)
+    with EmbeddingCache(cache_path_for(cache, config)) as store:
+        kwargs = {"progress": progress} if progress else {}
+        result = analyze_config(config, folder, store, max_texts=max_texts, **kwargs)
+    return result, write_analysis(result, config.output_dir() / "analysis")

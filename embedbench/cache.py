@@ -116,11 +116,19 @@ class EmbeddingCache:
 
     def put_many(self, ns: str, texts: Sequence[str], vectors: np.ndarray) -> None:
         """Store one batch atomically (one transaction)."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or len(vectors) != len(texts):
-            raise ValueError(f"{len(texts)} texts but vectors of shape {vectors.shape}")
-        dim = vectors.shape[1]
-        rows = [(ns, text_key(t), dim, v.tobytes()) for t, v in zip(texts, vectors, strict=True)]
+        self.put_batch([(ns, texts, vectors)])
+
+    def put_batch(self, parts: Sequence[tuple[str, Sequence[str], np.ndarray]]) -> None:
+        """Store several (namespace, texts, vectors) parts in one transaction."""
+        rows = []
+        for ns, texts, vectors in parts:
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            if vectors.ndim != 2 or len(vectors) != len(texts):
+                raise ValueError(f"{len(texts)} texts but vectors of shape {vectors.shape}")
+            dim = vectors.shape[1]
+            rows += [
+                (ns, text_key(t), dim, v.tobytes()) for t, v in zip(texts, vectors, strict=True)
+            ]
         with self._lock, self._db:
             self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
 

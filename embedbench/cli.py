@@ -243,6 +243,39 @@ def report(run_dir: str, x_axis: str) -> None:
         click.echo(f"wrote {p}")
 
 
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_HELP)
+@click.option("--cache", type=click.Path(dir_okay=False), help=CACHE_HELP)
+@click.option("--output", type=click.Path(file_okay=False), help="run folder (else the config's)")
+@click.option(
+    "--max-texts",
+    type=click.IntRange(min=2),
+    default=None,
+    help="evaluation texts per task: a seeded sample of at most N (default all)",
+)
+def analyze(
+    config: str, data_dir: str | None, cache: str | None, output: str | None, max_texts: int | None
+) -> None:
+    """Singular-value decay of the float and each technique's decoded vectors (SVD study).
+
+    Writes singular_values.csv, spectrum_summary.csv, spectrum_summary.md and
+    spectrum.png into <run folder>/analysis/.
+    """
+    bars = _Bars()
+    try:
+        result, paths = api.analyze(
+            config, data_dir, cache, output, progress=bars, max_texts=max_texts
+        )
+    finally:
+        bars.close()
+    from embedbench.analyze import summary_markdown
+
+    click.echo(summary_markdown(result.spectra), nl=False)
+    for p in paths:
+        click.echo(f"wrote {p}")
+
+
 def main() -> None:
     """Entry point: user mistakes exit 2 with one line, failed runs exit 1."""
     try:

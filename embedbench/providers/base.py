@@ -72,6 +72,7 @@ class Provider(ABC):
     family: ClassVar[str]
     batch_size: int = 64
     n_jobs: int = 1
+    native_types: tuple[str, ...] = ()  # provider-quantized outputs requested with the floats
 
     def __init__(self, model: str, **options: Any):
         self.model = model
@@ -97,10 +98,12 @@ class Provider(ABC):
     def name(self) -> str:
         return f"{self.family}:{self.model}"
 
-    def namespace(self, purpose: Purpose) -> tuple[str, str]:
-        return namespace_of(
-            {"provider": self.family, "model": self.model, **self.request_params(purpose)}
-        )
+    def namespace(self, purpose: Purpose, output: str = "float") -> tuple[str, str]:
+        """Cache namespace of this provider's `output` ("float" or a native type)."""
+        request = {"provider": self.family, "model": self.model, **self.request_params(purpose)}
+        if output != "float":
+            request["embedding_type"] = output
+        return namespace_of(request)
 
     def close(self) -> None:
         """Release clients or models."""
@@ -123,6 +126,15 @@ def validate_batch(provider: Provider, texts: Sequence[str], batch: Batch, dim: 
         raise ProviderError(f"{provider.name} returned NaN or infinite values")
 
 
+def _validate_extras(
+    provider: Provider, texts: Sequence[str], batch: Batch, types: Sequence[str]
+) -> None:
+    for t in types:
+        arr = batch.extras.get(t)
+        if arr is None or len(arr) != len(texts):
+            raise ProviderError(f"{provider.name} did not return native '{t}' codes for every text")
+
+
 def fetch(
     provider: Provider,
     texts: Sequence[str],
@@ -130,25 +142,35 @@ def fetch(
     cache: EmbeddingCache,
     stats: FetchStats | None = None,
     progress: Progress | None = None,
+    output: str = "float",
 ) -> np.ndarray:
-    """Float32 vectors for `texts` (n × d, in order), embedding only what the cache lacks."""
+    """Vectors for `texts` (n × d, in order), embedding only what the cache lacks.
+
+    `output` is "float" or one of the provider's `native_types` (its own quantized
+    codes, requested in the same calls as the floats and cached beside them, one
+    namespace per type, in the same transaction). A text counts as cached only
+    when every requested output of it is.
+    """
     stats = stats if stats is not None else FetchStats()
-    ns, label = provider.namespace(purpose)
-    cache.register(ns, label)
-    found = cache.get_many(ns, texts)
-    missing = list(dict.fromkeys(t for i, t in enumerate(texts) if i not in found))
-    stats.add(texts_from_cache=len({texts[i] for i in found}))
-    fresh: dict[str, np.ndarray] = {}
+    outputs = ["float", *provider.native_types]
+    if output not in outputs:
+        raise ProviderError(f"{provider.name}: output '{output}' was not requested")
+    spaces = {out: provider.namespace(purpose, out) for out in outputs}
+    for ns, label in spaces.values():
+        cache.register(ns, label)
+    found = {out: cache.get_many(ns, texts) for out, (ns, _) in spaces.items()}
+    complete = set(found["float"]).intersection(*(found[o] for o in outputs))
+    missing = list(dict.fromkeys(t for i, t in enumerate(texts) if i not in complete))
+    stats.add(texts_from_cache=len({texts[i] for i in complete}))
+    fresh: dict[str, dict[str, np.ndarray]] = {out: {} for out in outputs}
     if missing:
         for t in missing:
             provider.check_text(t)
         dim = provider.expected_dim()
-        if dim is None and found:
-            dim = len(next(iter(found.values())))
-        batches = [
-            missing[i : i + provider.batch_size]
-            for i in range(0, len(missing), provider.batch_size)
-        ]
+        if dim is None and found["float"]:
+            dim = len(next(iter(found["float"].values())))
+        size = provider.batch_size
+        batches = [missing[i : i + size] for i in range(0, len(missing), size)]
 
         def one(batch_texts: list[str]) -> tuple[list[str], Batch]:
             return batch_texts, provider.embed_batch(batch_texts, purpose)
@@ -160,14 +182,19 @@ def fetch(
         for batch_texts, batch in runner(delayed(one)(b) for b in batches):
             batch.vectors = np.asarray(batch.vectors, dtype=np.float32)
             validate_batch(provider, batch_texts, batch, dim)
+            _validate_extras(provider, batch_texts, batch, outputs[1:])
             dim = batch.vectors.shape[1]
-            cache.put_many(ns, batch_texts, batch.vectors)
-            fresh.update(zip(batch_texts, batch.vectors, strict=True))
+            arrays = {"float": batch.vectors}
+            arrays.update({t: np.asarray(batch.extras[t], dtype=np.float32) for t in outputs[1:]})
+            cache.put_batch([(spaces[o][0], batch_texts, arrays[o]) for o in outputs])
+            for o in outputs:
+                fresh[o].update(zip(batch_texts, arrays[o], strict=True))
             stats.add(texts_embedded=len(batch_texts), calls=1, tokens=batch.tokens)
             done += len(batch_texts)
             if progress:
                 progress(done, len(missing))
-    rows = [found[i] if i in found else fresh[t] for i, t in enumerate(texts)]
+    have = found[output]
+    rows = [have[i] if i in complete else fresh[output][t] for i, t in enumerate(texts)]
     if not rows:
         return np.zeros((0, provider.expected_dim() or 0), dtype=np.float32)
     dims = {len(r) for r in rows}
