@@ -53,6 +53,7 @@ CENTERING_TITLES = {"none": "uncentred (the seed's)", "mean": "centred (PCA)"}
 ENERGY_LEVELS = (0.90, 0.99)
 TOP_K = (1, 10)
 DPI = 110
+LINE_STYLES = ("-", "--", "-.", ":")
 SPECTRUM_COLUMNS = [
     "provider",
     "model",
@@ -339,6 +340,8 @@ def spectrum_figure(spectra: list[Spectrum]) -> Figure:
     techniques = list(dict.fromkeys(sp.technique for sp in spectra))
     cmap = colormaps["tab10" if len(techniques) <= 10 else "tab20"]
     colors = {t: cmap(i % cmap.N) for i, t in enumerate(techniques)}
+    # line styles too: techniques with the same spectrum (float, int8) would hide each other
+    styles = {t: LINE_STYLES[i % len(LINE_STYLES)] for i, t in enumerate(techniques)}
     by_key = {(sp.provider, sp.model, sp.task, sp.centering, sp.technique): sp for sp in spectra}
     with matplotlib.rc_context(RC):
         fig = Figure(
@@ -359,7 +362,7 @@ def spectrum_figure(spectra: list[Spectrum]) -> Figure:
                     # numerically zero values would stretch the log axis by 15 decades
                     s = np.where(sp.values > tol, sp.values / sp.values[0], np.nan)
                     ranks = np.arange(1, s.size + 1)
-                    ax.plot(ranks, s, color=colors[t], linewidth=1.2, label=t)
+                    ax.plot(ranks, s, color=colors[t], linestyle=styles[t], linewidth=1.2, label=t)
                 ax.set_yscale("log")
                 ax.set_title(f"{task}\n{model.rsplit('/', 1)[-1]}, {CENTERING_TITLES[centering]}")
                 ax.set_ylabel("σ_i / σ_1 (log)")

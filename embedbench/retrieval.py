@@ -226,19 +226,16 @@ def purpose_of(prompt_type: Any) -> str:
 # --------------------------------------------------------------------------- search
 
 
-def _exact_scores(Q: np.ndarray, D: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Inner products of each query with its candidate rows, rounded to float32.
+def _exact_scores(q: np.ndarray, D: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Inner products of query q with rows `rows` of D, computed exactly, rounded to float32.
 
-    `rows` is (nq × m) indices into D. Products of float32 pairs are exact in float64
-    and the float64 sum is far more precise than float32's ulp, so rounding to float32
-    makes a document's score independent of where and with which kernel it was
-    computed: equal vectors get equal scores, which pytrec_eval then orders by id.
+    Products of float32 pairs are exact in float64 and the float64 sum is far finer
+    than float32's ulp, so after rounding to float32 a document's score does not
+    depend on where, or with which BLAS kernel, it was computed: equal vectors get
+    equal scores, which pytrec_eval then orders by id. (Returned as float64.)
     """
-    out = np.empty(rows.shape, dtype=np.float64)
-    Q64 = Q.astype(np.float64)
-    for i in range(len(rows)):
-        out[i] = np.einsum("ij,j->i", D[rows[i]].astype(np.float64), Q64[i])
-    return out.astype(np.float32).astype(np.float64)
+    exact = np.einsum("ij,j->i", D[rows].astype(np.float64), q.astype(np.float64))
+    return exact.astype(np.float32).astype(np.float64)
 
 
 class _Ranker:
@@ -447,19 +444,14 @@ class CodeSearch:
     def _code_ranking(self, Q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query (rows, scores), the first k documents by code score, then id desc."""
         V = self._query_vectors(Q)
-        if self.hamming:
-            raw = self._ranker.candidates(V, k)
-            d = float(self.d_out)
-            ranked = []
-            for rows, dist in raw:
-                dist = dist.astype(np.float64)
-                scores = 1.0 - 2.0 * dist / d if self.normalize else d - 2.0 * dist
-                ranked.append(self._first_k(rows, scores, k))
-            return ranked
-        raw = self._ranker.candidates(V, k)
+        d = float(self.d_out)
         ranked = []
-        for i, (rows, _) in enumerate(raw):
-            scores = _exact_scores(V[i : i + 1], self.docs, rows[None, :])[0]
+        for i, (rows, dist) in enumerate(self._ranker.candidates(V, k)):
+            if self.hamming:  # faiss's Hamming distances are exact integers
+                h = dist.astype(np.float64)
+                scores = 1.0 - 2.0 * h / d if self.normalize else d - 2.0 * h
+            else:
+                scores = _exact_scores(V[i], self.docs, rows)
             ranked.append(self._first_k(rows, scores, k))
         return ranked
 
@@ -485,7 +477,7 @@ class CodeSearch:
             Z = l2_normalize(Z) if self.normalize else Z
             ranked = []
             for i, (rows, _) in enumerate(window):
-                scores = _exact_scores(Z[i : i + 1], self.rescore_docs, rows[None, :])[0]
+                scores = _exact_scores(Z[i], self.rescore_docs, rows)
                 ranked.append(self._first_k(rows, scores, top_k))
         return {
             qid: {self.doc_ids[r]: float(s) for r, s in zip(rows, scores, strict=True)}

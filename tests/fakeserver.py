@@ -18,9 +18,11 @@ It binds 127.0.0.1 only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
+import re
 import threading
 import time
 from collections import deque
@@ -79,11 +81,26 @@ class _Reply(Exception):
         self.headers = headers or {}
 
 
+def _gaussian(key: str, dim: int) -> np.ndarray:
+    seed = hashlib.sha256(key.encode()).digest()
+    return np.random.default_rng(int.from_bytes(seed[:8], "little")).standard_normal(dim)
+
+
+@functools.lru_cache(maxsize=200_000)
+def _word_vector(model: str, word: str, dim: int) -> np.ndarray:
+    return _gaussian(f"{model}\x00word\x00{word}", dim)
+
+
 def fake_vector(model: str, input_type: str | None, text: str, dim: int) -> np.ndarray:
-    """The float32 vector the server answers for a text (deterministic)."""
-    seed = hashlib.sha256(f"{model}\x00{input_type}\x00{text}".encode()).digest()
-    rng = np.random.default_rng(int.from_bytes(seed[:8], "little"))
-    return rng.standard_normal(dim).astype(np.float32)
+    """The float32 vector the server answers for a text (deterministic).
+
+    A hashed bag of words plus a little per-text noise: texts sharing words get
+    similar vectors, so a sweep over the fake providers has real signal to lose.
+    """
+    words = re.findall(r"\w+", text.lower())
+    vec = sum((_word_vector(model, w, dim) for w in words), np.zeros(dim))
+    vec = vec + 0.5 * _gaussian(f"{model}\x00{input_type}\x00{text}", dim)
+    return vec.astype(np.float32)
 
 
 def fake_tokens(text: str) -> int:
