@@ -37,8 +37,8 @@ def model_meta(
     except (KeyError, ValueError):
         meta = ModelMeta(
             loader=None,
-            name=model_name if "/" in model_name else f"{provider}/{model_name}",
-            revision=None,
+            name=model_name if "/" in model_name else f"{provider.split(':')[0]}/{model_name}",
+            revision="api",
             release_date=None,
             languages=None,
             n_parameters=None,
