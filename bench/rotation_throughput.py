@@ -22,10 +22,11 @@ import numpy as np
 from embedbench.quantize import HaarRotation, RandomizedHadamard
 
 
-def radix2_hadamard(X: np.ndarray, signs: np.ndarray, rows_per_block: int = 64) -> np.ndarray:
-    """X @ D H/√n by log2(n) add/subtract passes on (m, n/2h, 2, h) views (n a power of 2)."""
+def radix2_hadamard(
+    X: np.ndarray, signs: np.ndarray, out: np.ndarray, rows_per_block: int = 64
+) -> np.ndarray:
+    """X @ D H/√n into `out` by log2(n) add/subtract passes on (m, n/2h, 2, h) views."""
     rows, n = X.shape
-    out = np.empty_like(X)
     bufs = [np.empty((rows_per_block, n), np.float32) for _ in range(2)]
     for start in range(0, rows, rows_per_block):
         stop = min(start + rows_per_block, rows)
@@ -65,22 +66,25 @@ def main() -> None:
     check = X[:256]
     assert np.allclose(had.apply(check), check @ had.matrix(), atol=1e-5)
     if power_of_two:
-        assert np.allclose(radix2_hadamard(check, had.signs[0]), had.apply(check), atol=1e-5)
+        got = radix2_hadamard(check, had.signs[0], np.empty_like(check))
+        assert np.allclose(got, had.apply(check), atol=1e-5)
 
+    # every step writes into the same preallocated, already touched buffer: on a VM,
+    # first-touch page faults of a fresh 819 MB result can cost more than the math
+    out = np.ones_like(X)
     steps = {
-        "dense X @ R (OpenBLAS)": lambda: X @ R,
-        f"hadamard ({had.THREADS} threads)": lambda: had.apply(X),
-        "hadamard (1 thread)": lambda: one.apply(X),
+        "dense X @ R (OpenBLAS)": lambda: np.matmul(X, R, out=out),
+        f"hadamard ({had.THREADS} threads)": lambda: had.apply(X, out=out),
+        "hadamard (1 thread)": lambda: one.apply(X, out=out),
     }
     if power_of_two:
-        steps["radix-2 butterflies (1 thread)"] = lambda: radix2_hadamard(X, had.signs[0])
+        steps["radix-2 butterflies (1 thread)"] = lambda: radix2_hadamard(X, had.signs[0], out)
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(args.repeats):
         for name, fn in steps.items():
             t0 = time.perf_counter()
-            result = fn()
+            fn()
             times[name].append(time.perf_counter() - t0)
-            del result
     med = {k: statistics.median(v) for k, v in times.items()}
 
     dense = med["dense X @ R (OpenBLAS)"]

@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["quantize_throughput.py", "sweep_overhead.py", "fetch_scaling.py"]
+SCRIPTS = [
+    "quantize_throughput.py",
+    "rotation_throughput.py",
+    "search_throughput.py",
+    "fetch_scaling.py",
+    "sweep_overhead.py",
+]
 
 if __name__ == "__main__":
     failed = 0

@@ -90,15 +90,54 @@ def check_consistent(lt: LoadedTask, score: float, preds: Any) -> None:
     """The predictions an interval is built on must reproduce mteb's main score."""
     from scipy.stats import spearmanr
 
-    gold = np.asarray(lt.gold())
-    if lt.type == "STS":
+    if lt.type == "Retrieval":
+        from embedbench.retrieval import mteb_mean
+
+        again = mteb_mean(preds)
+    elif lt.type == "STS":
+        gold = np.asarray(lt.gold())
         again = float(spearmanr(gold, preds)[0])
     else:
+        gold = np.asarray(lt.gold())
         again = float(np.mean([(np.asarray(p) == gold).mean() for p in preds]))
     if abs(again - score) > 1e-9:
         raise EmbedbenchError(
             f"{lt.name}: mteb main score {score} differs from its predictions ({again})"
         )
+
+
+def _search_model(job: EvalJob, tech: Any, recorder: _Recorder, meta: Any):
+    """mteb search model for a retrieval task: the technique's codes, per its options."""
+    from embedbench.retrieval import CodeSearch, parse_search
+
+    _, opts = parse_search(job.technique)
+    rescore_tech = None
+    if opts.rescore is not None and opts.rescore_with == "int8":
+        rescore_tech = build_technique("int8").fit(job.calibration)
+    return CodeSearch(
+        recorder,
+        tech,
+        meta,
+        rescore_multiplier=opts.rescore,
+        rescore_with=opts.rescore_with,
+        rescore_technique=rescore_tech,
+        asymmetric=opts.asymmetric,
+        normalize=job.evaluation.normalize,
+        # the rescoring window is top_k × multiplier: rank for the main score, nDCG@10
+        top_k=10 if opts.rescore is not None else None,
+    )
+
+
+def per_query_ndcg(lt: LoadedTask, preds: Any) -> dict[str, float]:
+    from embedbench import retrieval
+
+    qrels = retrieval.split_data(lt.task, lt.eval_split)["relevant_docs"]
+    return retrieval.per_query_ndcg(
+        preds,
+        qrels,
+        ignore_identical_ids=lt.task.ignore_identical_ids,
+        skip_first_result=lt.task.skip_first_result,
+    )
 
 
 def run_job(job: EvalJob, get: Get | None = None, lt: LoadedTask | None = None) -> EvalRecord:
@@ -127,7 +166,10 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
     recorder = _Recorder(get or _strict_get(job.vectors), lt)
     normalize = job.evaluation.normalize
     meta = model_meta(job.model, job.provider_key, tech, normalize, job.calibration.shape[1])
-    encoder = TechniqueEncoder(recorder, tech, meta, normalize)
+    if lt.type == "Retrieval":
+        encoder = _search_model(job, tech, recorder, meta)
+    else:
+        encoder = TechniqueEncoder(recorder, tech, meta, normalize)
     with tempfile.TemporaryDirectory(prefix="embedbench-") as tmp:
         result = mteb.evaluate(
             encoder,
@@ -145,6 +187,8 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
         task_result = json.loads(result_file.read_text(encoding="utf-8"))
     if lt.type == "STS":
         preds = preds["similarity_scores"]
+    if lt.type == "Retrieval":  # keep what the interval needs: nDCG@10 per query
+        preds = per_query_ndcg(lt, preds)
     check_consistent(lt, score, preds)
     return EvalRecord(
         key=job.key,

@@ -36,6 +36,26 @@ def build_provider(spec: ProviderSpec) -> Provider:
 
 
 def build_technique(name: str) -> Technique:
+    """A technique by preset or `transform+...+code` name, with optional retrieval
+    search options after a slash (`binary/asym`, `binary/rescore4`)."""
+    from embedbench.retrieval import SEARCH_OPTIONS, parse_search
+
+    try:
+        base, search = parse_search(name)
+    except KeyError as e:
+        raise unknown_name(
+            f"search option in technique '{name}'",
+            e.args[0],
+            ["asym", "rescore<k>", "rescore<k>-int8"],
+            SEARCH_OPTIONS,
+        ) from None
+    tech = _build_base(base)
+    if search.suffix:
+        tech.name, tech.spec = name, f"{tech.spec}/{search.suffix}"
+    return tech
+
+
+def _build_base(name: str) -> Technique:
     try:
         return parse_technique(name)
     except KeyError as e:

@@ -30,7 +30,9 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -574,3 +576,41 @@ def retrieval_interval(
             ratios.append(t[idx].mean(axis=1) / f[idx].mean(axis=1))
     lo, hi = np.percentile(100.0 * np.concatenate(ratios), [2.5, 97.5])
     return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How a retrieval technique searches: `binary/asym`, `binary/rescore4-int8`, ..."""
+
+    asymmetric: bool = False
+    rescore: int | None = None
+    rescore_with: RescoreWith = "float"
+
+    @property
+    def suffix(self) -> str:
+        parts = ["asym"] if self.asymmetric else []
+        if self.rescore is not None:
+            with_ = "" if self.rescore_with == "float" else f"-{self.rescore_with}"
+            parts.append(f"rescore{self.rescore}{with_}")
+        return "/".join(parts)
+
+
+SEARCH_OPTIONS = "asym, rescore<k>, rescore<k>-int8"
+
+
+def parse_search(name: str) -> tuple[str, SearchOptions]:
+    """Split `code-spec/option/...` into the technique and its search options.
+
+    Raises `KeyError(part)` for an option it does not know.
+    """
+    base, *parts = name.split("/")
+    asym, rescore, rescore_with = False, None, "float"
+    for part in parts:
+        m = re.fullmatch(r"rescore(\d+)(-int8)?", part)
+        if part == "asym":
+            asym = True
+        elif m and int(m.group(1)) >= 1:
+            rescore, rescore_with = int(m.group(1)), "int8" if m.group(2) else "float"
+        else:
+            raise KeyError(part)
+    return base, SearchOptions(asym, rescore, rescore_with)  # type: ignore[arg-type]

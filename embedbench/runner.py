@@ -235,7 +235,7 @@ class _Sweep:
                 store.get(texts, purpose)
             X_cal = store.get(cal_texts, lt.purpose)
         self.result.calibration[f"{spec.key}/{lt.name}"] = {
-            "split": cal.split,
+            "split": _cal_source(lt, cal.split),
             "texts": len(cal_texts),
             "seed": cal.seed,
             "texts_sha256": _text_digest(cal_texts),
@@ -257,7 +257,7 @@ class _Sweep:
         """Jobs for the techniques of `group` without a record; resumed ones are noted."""
         vectors = {p: (texts, store.get(texts, p)) for p, texts in group.baseline.requested.items()}
         jobs = []
-        for name in self.config.techniques:
+        for name in self.techniques(group.lt):
             spec = build_technique(name).spec
             key = group.keys[name] = self.key(group.spec, group.lt, spec)
             if spec == BASELINE or self.records.get(key) is not None:
@@ -270,7 +270,7 @@ class _Sweep:
         """Retention rows of one group, in the grid's technique order."""
         lt, base, d = group.lt, group.baseline, group.X_cal.shape[1]
         cal = self.config.calibration
-        for name in self.config.techniques:
+        for name in self.techniques(lt):
             tech = build_technique(name)
             rec = base if tech.spec == BASELINE else self.records_get(group.keys[name])
             interval = None
@@ -297,9 +297,13 @@ class _Sweep:
                     float_score=base.score,
                     retention=stats.retention(rec.score, base.score, interval),
                     interval_method=stats.BOOTSTRAP_METHODS[lt.type] if interval else "",
-                    calibration=f"{cal.split}:{len(group.cal_texts)}",
+                    calibration=f"{_cal_source(lt, cal.split)}:{len(group.cal_texts)}",
                 )
             )
+
+    def techniques(self, lt: LoadedTask) -> list[str]:
+        """The grid's techniques that apply to `lt` (search options: retrieval only)."""
+        return [t for t in self.config.techniques if applies(t, lt)]
 
     def records_get(self, key: str) -> EvalRecord:
         rec = self.finished.get(key) or self.records.get(key)
@@ -325,6 +329,7 @@ class _Sweep:
             finally:
                 provider.close()
                 self.result.fetch[spec.key] = counters.as_dict()
+        self.n_cells = sum(len(self.techniques(g.lt)) for g in groups)
         self.done = self.n_cells - len(jobs)
         self.progress("evaluate", "", self.done, self.n_cells)
         with self.timer("evaluate"):
@@ -337,10 +342,23 @@ class _Sweep:
         return self.result
 
 
+def _cal_source(lt: LoadedTask, split: str) -> str:
+    return "corpus" if lt.type == "Retrieval" else split
+
+
+def applies(technique: str, lt: LoadedTask) -> bool:
+    """Search options (`binary/asym`) only mean something on retrieval tasks."""
+    return "/" not in technique or lt.type == "Retrieval"
+
+
 def _interval(lt: LoadedTask, base: EvalRecord, rec: EvalRecord, config: Config):
     n, seed = config.evaluation.bootstrap, config.evaluation.seed
     if lt.type == "STS":
         return stats.sts_retention(lt.gold(), base.predictions, rec.predictions, n, seed)
+    if lt.type == "Retrieval":
+        from embedbench.retrieval import retrieval_interval
+
+        return retrieval_interval(base.predictions, rec.predictions, n, seed)
     return stats.classification_retention(lt.gold(), base.predictions, rec.predictions, n, seed)
 
 

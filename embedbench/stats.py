@@ -20,6 +20,7 @@ from scipy.stats import rankdata
 BOOTSTRAP_METHODS = {
     "STS": "paired bootstrap over test pairs (Spearman)",
     "Classification": "paired two-way bootstrap over test items and mteb experiments (accuracy)",
+    "Retrieval": "paired bootstrap over test queries (nDCG@10)",
 }
 
 

@@ -23,9 +23,10 @@ from embedbench.providers.base import Purpose
 PURPOSE_BY_TYPE: dict[str, Purpose] = {
     "STS": "sts",
     "Classification": "classification",
+    "Retrieval": "document",  # calibration and corpus; queries use "query"
 }
 DATA_ENV = "EMBEDBENCH_DATA_DIR"
-TASK_LISTING = "any mteb STS or Classification task (`embedbench list tasks`)"
+TASK_LISTING = "any mteb STS, Classification or Retrieval task (`embedbench list tasks`)"
 
 
 @dataclass
@@ -89,10 +90,19 @@ class LoadedTask:
     def needed_texts(self) -> dict[Purpose, list[str]]:
         """Every text mteb will ask to encode, by purpose, in first-seen order.
 
+        Retrieval: the corpus as documents and the evaluation queries as queries.
+
         Classification: the evaluation split plus the union of mteb's undersampled
         training rows, simulated with mteb's own sampler (the whole train split if
         that private method changes).
         """
+        if self.type == "Retrieval":
+            from embedbench import retrieval
+
+            return {
+                "document": retrieval.corpus_texts(self.task, self.eval_split),
+                "query": retrieval.query_texts(self.task, self.eval_split),
+            }
         texts = self.eval_texts()
         if self.type == "Classification":
             task, train = self.task, self.split(self.task.train_split)
@@ -112,8 +122,14 @@ class LoadedTask:
         """Unique texts of the calibration split, a seeded sample of at most `max_texts`.
 
         Texts that also occur in the evaluation split are dropped, so nothing fitted
-        can have seen an evaluation text.
+        can have seen an evaluation text. Retrieval calibrates on corpus documents
+        (known at indexing time; METHOD.md allows it), never on queries: `split`
+        does not apply.
         """
+        if self.type == "Retrieval":
+            from embedbench import retrieval
+
+            return retrieval.calibration_texts(self.task, self.eval_split, max_texts, seed)
         if split == self.eval_split:
             raise UserError(
                 f"calibration.split: '{split}' is the evaluation split of {self.name}; "
@@ -174,6 +190,10 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def _load_local(task: Any, folder: Path) -> dict[str, Any]:
     from datasets import Dataset, DatasetDict
 
+    if (folder / "corpus.jsonl").is_file():
+        from embedbench.retrieval import load_beir
+
+        return load_beir(task, folder)
     files = sorted(folder.glob("*.jsonl"))
     if not files:
         raise UserError(f"task folder {folder} holds no <split>.jsonl files")

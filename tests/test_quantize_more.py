@@ -144,6 +144,10 @@ def test_hadamard_blocks_and_threads_agree_with_one_block(cls, monkeypatch):
     monkeypatch.setattr(many, "THREADS", 3)
     assert np.array_equal(many.apply(X), whole)
     assert np.allclose(whole, X @ one.matrix(), atol=1e-5)
+    buf = np.full((3000, one.out_dim(d)), np.nan, dtype=np.float32)
+    assert many.apply(X, out=buf) is buf and np.array_equal(buf, whole)
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        many.apply(X, out=np.empty((3000, one.out_dim(d)), dtype=np.float64))
 
 
 @pytest.mark.parametrize("cls", SEEDED)

@@ -37,7 +37,9 @@ def _start(cfg: Path, cache: Path, data_dir: Path) -> subprocess.Popen:
     exe = str(Path(sys.executable).parent / "embedbench")
     return subprocess.Popen(
         [exe, "run", str(cfg), "--cache", str(cache), "--data-dir", str(data_dir)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

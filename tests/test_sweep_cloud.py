@@ -18,10 +18,16 @@ def test_cloud_sweep_writes_a_retention_table(tmp_path, server, data_dir):  # no
     cfg = {
         "name": "cloud",
         "providers": [
-            {"name": "bedrock", "model": "amazon.titan-embed-text-v1",
-             "options": {"endpoint_url": server.url, "n_jobs": 8, **FAST}},
-            {"name": "cohere", "model": "embed-english-v3.0",
-             "options": {"base_url": server.url, "n_jobs": 2, **FAST}},
+            {
+                "name": "bedrock",
+                "model": "amazon.titan-embed-text-v1",
+                "options": {"endpoint_url": server.url, "n_jobs": 8, **FAST},
+            },
+            {
+                "name": "cohere",
+                "model": "embed-english-v3.0",
+                "options": {"base_url": server.url, "n_jobs": 2, **FAST},
+            },
         ],
         "tasks": ["STSBenchmark"],
         "techniques": TECHNIQUES,
