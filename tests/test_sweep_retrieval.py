@@ -1,0 +1,93 @@
+"""A retrieval sweep through the runner: corpus calibration, search options, intervals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from embedbench import api
+
+
+@pytest.fixture(scope="module")
+def small_scifact(tmp_path_factory, data_dir) -> Path:
+    """SciFact in BEIR layout, cut to 60 test queries, their documents and 240 others."""
+    src = data_dir / "SciFact"
+    root = tmp_path_factory.mktemp("data")
+    dst = root / "SciFact"
+    (dst / "qrels").mkdir(parents=True)
+    lines = (src / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()
+    header, rows = lines[0], [r.split("\t") for r in lines[1:]]
+    queries = sorted({q for q, _, _ in rows})[:60]
+    rows = [r for r in rows if r[0] in queries]
+    (dst / "qrels" / "test.tsv").write_text(
+        "\n".join([header, *("\t".join(r) for r in rows)]) + "\n", encoding="utf-8"
+    )
+    corpus = (src / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    relevant = {d for _, d, _ in rows}
+    others = [c for c in corpus if json.loads(c)["_id"] not in relevant]
+    keep = [c for c in corpus if json.loads(c)["_id"] in relevant]
+    keep += random.Random(0).sample(others, 240)
+    (dst / "corpus.jsonl").write_text("\n".join(keep) + "\n", encoding="utf-8")
+    qlines = (src / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    qkeep = [q for q in qlines if json.loads(q)["_id"] in queries]
+    (dst / "queries.jsonl").write_text("\n".join(qkeep) + "\n", encoding="utf-8")
+    return root
+
+
+def test_retrieval_sweep(tmp_path, small_scifact):
+    techniques = ["classic", "binary", "binary/asym", "binary/rescore1000", "scalar/rescore2-int8"]
+    cfg = {
+        "name": "retrieval",
+        "providers": ["local:sentence-transformers/all-MiniLM-L6-v2"],
+        "tasks": ["SciFact"],
+        "techniques": techniques,
+        "calibration": {"max_texts": 200},
+        "evaluation": {"bootstrap": 200},
+        "output": str(tmp_path / "out"),
+    }
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    result, out = api.run(path, small_scifact, tmp_path / "cache.sqlite")
+    rows = {r["technique"]: r for r in csv.DictReader((out / "retention.csv").open())}
+    assert list(rows) == techniques
+    base = float(rows["classic"]["score"])
+    assert 0.3 < base <= 1.0
+    # a rescoring window that covers the corpus gives float search back exactly
+    assert float(rows["binary/rescore1000"]["score"]) == pytest.approx(base, abs=1e-5)
+    assert rows["binary/asym"]["spec"] == "binary/asym"
+    assert rows["binary"]["bits_per_dim"] == "1" and rows["binary"]["calibration"] == "corpus:200"
+    for name in techniques[1:]:
+        assert rows[name]["interval_method"].startswith("paired bootstrap over test queries")
+    manifest = json.loads((out / "manifest.json").read_text())
+    cal = manifest["calibration"]["local:sentence-transformers/all-MiniLM-L6-v2/SciFact"]
+    assert cal["split"] == "corpus" and cal["texts"] == 200
+    folder = small_scifact / "SciFact"
+    docs = (folder / "corpus.jsonl").read_text().splitlines()
+    queries = {json.loads(q)["text"] for q in (folder / "queries.jsonl").read_text().splitlines()}
+    assert result.texts_embedded == len(docs) + len(queries)  # corpus + queries, each once
+
+
+def test_search_options_apply_to_retrieval_only(tmp_path, small_scifact, data_dir):
+    from embedbench.errors import UserError
+    from embedbench.registry import build_technique
+
+    with pytest.raises(UserError, match="did you mean 'asym'"):
+        build_technique("binary/asymm")
+    cfg = {
+        "name": "mixed",
+        "providers": ["local:sentence-transformers/all-MiniLM-L6-v2"],
+        "tasks": ["STSBenchmark"],
+        "techniques": ["classic", "binary/asym"],
+        "calibration": {"max_texts": 200},
+        "evaluation": {"bootstrap": 200},
+        "output": str(tmp_path / "out"),
+    }
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    result, out = api.run(path, data_dir, tmp_path / "cache.sqlite")
+    assert [r.technique for r in result.rows] == ["classic"]  # nothing to search on STS
