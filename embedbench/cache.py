@@ -130,7 +130,7 @@ class EmbeddingCache:
                 (ns, text_key(t), dim, v.tobytes()) for t, v in zip(texts, vectors, strict=True)
             ]
         with self._lock, self._db:
-            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?, ?)", rows)
 
     def stats(self) -> list[NamespaceStats]:
         with self._lock:

@@ -77,7 +77,12 @@ def run(
 
     click.echo(markdown_table(result.rows))
     click.echo(
-        f"wrote {out}/retention.csv ({len(result.rows)} rows); texts embedded "
+        (
+            f"skipped {len(result.skipped)} cells that do not apply (see manifest.json)\n"
+            if result.skipped
+            else ""
+        )
+        + f"wrote {out}/retention.csv ({len(result.rows)} rows); texts embedded "
         f"{result.texts_embedded}, from cache {result.texts_from_cache}"
     )
 

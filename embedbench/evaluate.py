@@ -22,6 +22,7 @@ import numpy as np
 from embedbench.config import Evaluation
 from embedbench.encoder import TechniqueEncoder, model_meta
 from embedbench.errors import EmbedbenchError
+from embedbench.native import NativeCode
 from embedbench.providers.base import Purpose
 from embedbench.records import EvalRecord
 from embedbench.registry import build_technique
@@ -60,14 +61,15 @@ def prepare(lt: LoadedTask, ev: Evaluation) -> None:
 class _Recorder:
     """The encoder's lookup: maps mteb's prompt type to a purpose and notes every text."""
 
-    def __init__(self, get: Get, lt: LoadedTask):
-        self.get, self.lt = get, lt
+    def __init__(self, get: Get, lt: LoadedTask, output: str | None = None):
+        self.get, self.lt, self.output = get, lt, output
         self.requested: dict[str, dict[str, None]] = {}
 
     def __call__(self, texts: list[str], prompt_type: Any) -> np.ndarray:
         purpose = self.lt.purpose_for(prompt_type)
         self.requested.setdefault(purpose, {}).update(dict.fromkeys(texts))
-        return self.get(texts, purpose)
+        # a provider-native technique reads that output (`sts#int8`), not the floats
+        return self.get(texts, f"{purpose}#{self.output}" if self.output else purpose)
 
 
 def _strict_get(vectors: dict[str, tuple[list[str], np.ndarray]]) -> Get:
@@ -163,7 +165,8 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
         lt = load_task(job.task, Path(job.data_dir) if job.data_dir else None)
         prepare(lt, job.evaluation)
     tech = build_technique(job.technique).fit(job.calibration)
-    recorder = _Recorder(get or _strict_get(job.vectors), lt)
+    native = tech.code.bind(job.model).kind if isinstance(tech.code, NativeCode) else None
+    recorder = _Recorder(get or _strict_get(job.vectors), lt, native)
     normalize = job.evaluation.normalize
     meta = model_meta(job.model, job.provider_key, tech, normalize, job.calibration.shape[1])
     if lt.type == "Retrieval":

@@ -82,9 +82,10 @@ class Int8(Code):
         lo, hi = X.min(axis=0), X.max(axis=0)
         step = (hi - lo) / 255.0
         self.lo = lo.astype(np.float32)
-        self.step = np.where(step > 0, step, 1.0).astype(np.float32)
+        # a dimension constant on calibration has one level: every value decodes to it
+        self.step = np.where(step > 0, step, 0.0).astype(np.float32)
         # q = round((x - lo) / step) - 128 == round(x * inv + shift), one fused pass
-        self.inv = (1.0 / self.step).astype(np.float32)
+        self.inv = np.divide(1.0, self.step, out=np.zeros_like(self.step), where=self.step > 0)
         self.shift = (-self.lo * self.inv - 128.0).astype(np.float32)
         return self
 

@@ -24,11 +24,17 @@ def provider_class(family: str) -> type[Provider]:
     return getattr(importlib.import_module(module), cls)
 
 
-def build_provider(spec: ProviderSpec) -> Provider:
-    """Instantiate a provider; bad options become one `UserError` line."""
+def build_provider(spec: ProviderSpec, native_types: tuple[str, ...] = ()) -> Provider:
+    """Instantiate a provider; bad options become one `UserError` line.
+
+    `native_types` asks for provider-native codes in the same calls as the floats.
+    """
     cls = provider_class(spec.name)
+    options = dict(spec.options)
+    if native_types:
+        options["native_types"] = sorted(set(native_types) | set(options.get("native_types", [])))
     try:
-        return cls(spec.model, **spec.options)
+        return cls(spec.model, **options)
     except TypeError as e:
         raise UserError(
             f"providers ({spec.label}): bad options {sorted(spec.options)}: {e}"
@@ -56,6 +62,13 @@ def build_technique(name: str) -> Technique:
 
 
 def _build_base(name: str) -> Technique:
+    from embedbench.native import KINDS, PREFIX, native_kind, native_technique
+
+    if native_kind(name) is not None:
+        try:
+            return native_technique(name)
+        except KeyError:
+            raise unknown_name("native technique", name, [PREFIX + k for k in KINDS]) from None
     try:
         return parse_technique(name)
     except KeyError as e:
@@ -69,8 +82,10 @@ def _build_base(name: str) -> Technique:
 
 
 def technique_catalog() -> list[str]:
-    """Preset names and bare codes; any `transform+...+code` composes on top."""
-    return sorted(set(PRESETS) | set(CODES))
+    """Preset names, bare codes and provider-native outputs; `transform+...+code` composes."""
+    from embedbench.native import KINDS, PREFIX
+
+    return sorted(set(PRESETS) | set(CODES) | {PREFIX + k for k in KINDS})
 
 
 def check_config(config: Config) -> None:

@@ -188,6 +188,7 @@ def manifest(result: RunResult, wall_seconds: float, cache_path: Path) -> dict[s
         "wall_seconds": round(wall_seconds, 3),
         "cells": len(result.rows),
         "evaluations": result.evaluations,
+        "skipped_cells": result.skipped,
     }
 
 

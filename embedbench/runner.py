@@ -26,7 +26,8 @@ from embedbench.cache import EmbeddingCache
 from embedbench.config import Config, ProviderSpec
 from embedbench.evaluate import EvalJob, prepare, run_job
 from embedbench.executor import run_jobs
-from embedbench.providers.base import FetchStats, Provider, Purpose, fetch
+from embedbench.native import native_kind
+from embedbench.providers.base import FetchStats, Provider, fetch
 from embedbench.records import (
     EvalRecord,
     RecordStore,
@@ -65,18 +66,29 @@ class EmbeddingStore:
         self.progress, self.desc = progress, desc
         self._rows: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
 
-    def get(self, texts: list[str], purpose: Purpose) -> np.ndarray:
+    def get(self, texts: list[str], purpose: str) -> np.ndarray:
+        """Vectors of `texts`; `purpose#kind` (e.g. `sts#int8`) gives a native output."""
         rows = self._rows[purpose]
         missing = list(dict.fromkeys(t for t in texts if t not in rows))
         if missing:
+            base, _, output = purpose.partition("#")
+            # native outputs arrive with the floats: count only what a lookup pays for
+            counters = FetchStats() if output else self.counters
             vecs = fetch(
                 self.provider,
                 missing,
-                purpose,
+                base,  # type: ignore[arg-type]
                 self.cache,
-                self.counters,
+                counters,
                 lambda done, total: self.progress("embed", self.desc, done, total),
+                output=output or "float",
             )
+            if output:
+                self.counters.add(
+                    texts_embedded=counters.texts_embedded,
+                    calls=counters.calls,
+                    tokens=counters.tokens,
+                )
             rows.update(zip(missing, vecs, strict=True))
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
@@ -113,6 +125,7 @@ class RunResult:
     calibration: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     evaluations: dict[str, int] = field(default_factory=lambda: {"run": 0, "resumed": 0})
+    skipped: list[str] = field(default_factory=list)  # cells that do not apply
 
     @property
     def texts_embedded(self) -> int:
@@ -151,6 +164,7 @@ class _Group:
     cal_texts: list[str]
     X_cal: np.ndarray
     baseline: EvalRecord
+    natives: tuple[str, ...] = ()  # native outputs this provider returns in this run
     keys: dict[str, str] = field(default_factory=dict)  # technique -> evaluation key
 
 
@@ -255,14 +269,19 @@ class _Sweep:
 
     def pending_jobs(self, group: _Group, store: EmbeddingStore) -> list[EvalJob]:
         """Jobs for the techniques of `group` without a record; resumed ones are noted."""
-        vectors = {p: (texts, store.get(texts, p)) for p, texts in group.baseline.requested.items()}
+        requested = group.baseline.requested
         jobs = []
-        for name in self.techniques(group.lt):
+        for name in self.techniques(group):
             spec = build_technique(name).spec
             key = group.keys[name] = self.key(group.spec, group.lt, spec)
             if spec == BASELINE or self.records.get(key) is not None:
                 self.result.evaluations["resumed"] += spec != BASELINE
                 continue
+            kind = native_kind(name.split("/")[0])
+            outputs = {p: f"{p}#{kind}" if kind else p for p in requested}
+            vectors = {
+                outputs[p]: (texts, store.get(texts, outputs[p])) for p, texts in requested.items()
+            }
             jobs.append(self.job(group, name, key, vectors))
         return jobs
 
@@ -270,7 +289,7 @@ class _Sweep:
         """Retention rows of one group, in the grid's technique order."""
         lt, base, d = group.lt, group.baseline, group.X_cal.shape[1]
         cal = self.config.calibration
-        for name in self.techniques(lt):
+        for name in self.techniques(group):
             tech = build_technique(name)
             rec = base if tech.spec == BASELINE else self.records_get(group.keys[name])
             interval = None
@@ -301,9 +320,10 @@ class _Sweep:
                 )
             )
 
-    def techniques(self, lt: LoadedTask) -> list[str]:
-        """The grid's techniques that apply to `lt` (search options: retrieval only)."""
-        return [t for t in self.config.techniques if applies(t, lt)]
+    def techniques(self, group: _Group) -> list[str]:
+        """The grid's techniques that apply to a group: search options need a retrieval
+        task, native outputs a provider that has them."""
+        return [t for t in self.config.techniques if applies(t, group.lt, group.natives)]
 
     def records_get(self, key: str) -> EvalRecord:
         rec = self.finished.get(key) or self.records.get(key)
@@ -315,7 +335,7 @@ class _Sweep:
         groups: list[_Group] = []
         jobs: list[EvalJob] = []
         for spec in self.config.providers:
-            provider = build_provider(spec)
+            provider, natives = _open_provider(spec, self.config)
             counters = FetchStats()
             try:
                 for task_name in self.config.tasks:
@@ -324,12 +344,19 @@ class _Sweep:
                         provider, self.cache, counters, self.progress, f"{spec.label} {task_name}"
                     )
                     group = self.group(spec, provider, lt, store)
+                    group.natives = natives
                     groups.append(group)
                     jobs.extend(self.pending_jobs(group, store))
             finally:
                 provider.close()
                 self.result.fetch[spec.key] = counters.as_dict()
-        self.n_cells = sum(len(self.techniques(g.lt)) for g in groups)
+        self.n_cells = sum(len(self.techniques(g)) for g in groups)
+        self.result.skipped = [
+            f"{g.spec.key} × {g.lt.name} × {t}"
+            for g in groups
+            for t in self.config.techniques
+            if t not in self.techniques(g)
+        ]
         self.done = self.n_cells - len(jobs)
         self.progress("evaluate", "", self.done, self.n_cells)
         with self.timer("evaluate"):
@@ -346,9 +373,28 @@ def _cal_source(lt: LoadedTask, split: str) -> str:
     return "corpus" if lt.type == "Retrieval" else split
 
 
-def applies(technique: str, lt: LoadedTask) -> bool:
-    """Search options (`binary/asym`) only mean something on retrieval tasks."""
-    return "/" not in technique or lt.type == "Retrieval"
+def applies(technique: str, lt: LoadedTask, natives: tuple[str, ...]) -> bool:
+    """Search options (`binary/asym`) need a retrieval task; `native-*` a provider output."""
+    if "/" in technique and lt.type != "Retrieval":
+        return False
+    kind = native_kind(technique.split("/")[0])
+    return kind is None or kind in natives
+
+
+def _native_kinds(config: Config) -> tuple[str, ...]:
+    return tuple(sorted({k for t in config.techniques if (k := native_kind(t.split("/")[0]))}))
+
+
+def _open_provider(spec: ProviderSpec, config: Config) -> tuple[Provider, tuple[str, ...]]:
+    """The provider, asked for the native outputs the grid uses that it has."""
+    provider = build_provider(spec)
+    wanted = _native_kinds(config)
+    has = set(provider.native_codes()) if wanted and hasattr(provider, "native_codes") else set()
+    natives = tuple(k for k in wanted if k in has)
+    if natives:
+        provider.close()
+        provider = build_provider(spec, natives)
+    return provider, natives
 
 
 def _interval(lt: LoadedTask, base: EvalRecord, rec: EvalRecord, config: Config):

@@ -21,7 +21,7 @@ from embedbench.quantize import (
 )
 from embedbench.registry import build_technique
 
-BITS = {"float32": 32, "int8": 8, "ternary": 2, "binary": 1}
+BITS = {name: cls.bits for name, cls in CODES.items()}
 
 
 def _gauss(n: int, d: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
@@ -217,11 +217,6 @@ def test_int8_clips_instead_of_wrapping():
     assert np.allclose(out[3:], lo, atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quantize.py Int8.fit: a dimension constant on calibration gets step=1.0, so values "
-    "away from it decode outside the calibrated range [lo, hi] instead of clipping to it",
-)
 def test_int8_constant_calibration_dimension_still_clips_to_range():
     cal = _gauss(50, 4, seed=15, scale=0.2)
     cal[:, 0] = 0.25  # constant on calibration
@@ -372,17 +367,11 @@ def test_build_technique_user_error(name, needles):
     assert info.value.exit_code == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry.py build_technique decides code-vs-transform with name.endswith(part): "
-    "for 'binary+binary' the bad *transform* 'binary' is reported as an unknown code with "
-    "'did you mean binary'",
-)
 def test_build_technique_names_the_bad_transform_even_if_it_is_a_code_name():
     with pytest.raises(UserError) as info:
         build_technique("binary+binary")
     msg = str(info.value)
-    assert "unknown transform" in msg and "allowed: svd" in msg, msg
+    assert "unknown transform" in msg and "svd" in msg.split("allowed:")[1], msg
 
 
 # --- determinism -------------------------------------------------------------------------

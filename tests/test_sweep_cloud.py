@@ -11,6 +11,7 @@ from embedbench import api
 from tests.test_providers_cloud import FAST, offline_env, server  # noqa: F401 (fixtures)
 
 TECHNIQUES = ["classic", "scalar", "binary", "rotated-binary"]
+NATIVE = ["native-int8", "native-uint8", "native-binary", "native-ubinary"]
 
 
 def test_cloud_sweep_writes_a_retention_table(tmp_path, server, data_dir):  # noqa: F811
@@ -30,7 +31,7 @@ def test_cloud_sweep_writes_a_retention_table(tmp_path, server, data_dir):  # no
             },
         ],
         "tasks": ["STSBenchmark"],
-        "techniques": TECHNIQUES,
+        "techniques": TECHNIQUES + NATIVE,
         "calibration": {"max_texts": 300},
         "evaluation": {"bootstrap": 200},
         "output": str(tmp_path / "out"),
@@ -45,8 +46,18 @@ def test_cloud_sweep_writes_a_retention_table(tmp_path, server, data_dir):  # no
     result, out = api.run(path, data_dir, cache)
     rows = list(csv.DictReader((out / "retention.csv").open(encoding="utf-8")))
     assert [(r["provider"], r["technique"]) for r in rows] == [
-        (p, t) for p in ("bedrock", "cohere") for t in TECHNIQUES
+        *(("bedrock", t) for t in TECHNIQUES),  # Titan v1 has no native codes: skipped
+        *(("cohere", t) for t in TECHNIQUES + NATIVE),
     ]
+    cohere = {r["technique"]: r for r in rows if r["provider"] == "cohere"}
+    # Cohere's sign bits of the very same floats, decoded as meant, score as our binary
+    assert cohere["native-binary"]["score"] == cohere["binary"]["score"]
+    assert cohere["native-ubinary"]["score"] == cohere["binary"]["score"]
+    assert cohere["native-uint8"]["score"] == cohere["native-int8"]["score"]
+    assert (
+        cohere["native-int8"]["bits_per_dim"] == "8"
+        and cohere["native-binary"]["size_multiplier"] == "32"
+    )
     for r in rows:
         assert float(r["float_score"]) > 0.3  # the fake vectors carry word overlap
         if r["technique"] != "classic":
@@ -55,6 +66,7 @@ def test_cloud_sweep_writes_a_retention_table(tmp_path, server, data_dir):  # no
     titan = manifest["providers"]["bedrock:amazon.titan-embed-text-v1"]
     assert titan["calls"] == titan["texts_embedded"] > 2000  # one text a call
     assert titan["tokens"] > 0 and manifest["texts_from_cache"] == 0
+    assert len(manifest["skipped_cells"]) == len(NATIVE)
     # every text paid for once: all received texts are the unique ones plus failed retries
     assert server.texts_received - server.texts_failed == result.texts_embedded
 
