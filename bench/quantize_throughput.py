@@ -8,44 +8,27 @@ Usage: python bench/quantize_throughput.py [--rows N] [--dim D] [--repeats R]
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
 import numpy as np
+from common import median_seconds, size_parser, unit_rows
 
 from embedbench.quantize import CODES, parse_technique
 
 
-def best_of(fn, repeats: int) -> float:
-    """Median wall seconds of `repeats` calls."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=200_000)
-    ap.add_argument("--dim", type=int, default=1024)
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
+    args = size_parser(5).parse_args()
     from sentence_transformers.quantization import quantize_embeddings
 
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((args.rows, args.dim), dtype=np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    cal = rng.standard_normal((10_000, args.dim), dtype=np.float32)
-    cal /= np.linalg.norm(cal, axis=1, keepdims=True)
+    X = unit_rows(rng, args.rows, args.dim)
+    cal = unit_rows(rng, 10_000, args.dim)
     gb = X.nbytes / 1e9
 
-    plain = best_of(lambda: X.sum(), args.repeats)
+    plain = median_seconds(lambda: X.sum(), args.repeats)
     ranges = np.vstack([cal.min(axis=0), cal.max(axis=0)])
-    st_int8 = best_of(lambda: quantize_embeddings(X, precision="int8", ranges=ranges), args.repeats)
-    st_binary = best_of(lambda: quantize_embeddings(X, precision="ubinary"), args.repeats)
+    st_int8 = median_seconds(
+        lambda: quantize_embeddings(X, precision="int8", ranges=ranges), args.repeats
+    )
+    st_binary = median_seconds(lambda: quantize_embeddings(X, precision="ubinary"), args.repeats)
 
     print(f"array {args.rows} × {args.dim} float32 ({gb:.2f} GB), median of {args.repeats}")
     print(f"{'step':<34}{'GB/s':>8}{'× plain read':>14}{'× ST same precision':>22}")
@@ -55,7 +38,7 @@ def main() -> None:
     verdicts = []
     for name in [c for c in CODES if c != "float32"]:  # float32 storage is a view
         tech = parse_technique(name).fit(cal)
-        secs = best_of(lambda tech=tech: tech.encode(X), args.repeats)
+        secs = median_seconds(lambda tech=tech: tech.encode(X), args.repeats)
         vs_st = {"int8": st_int8 / secs, "binary": st_binary / secs}.get(name)
         col = f"{vs_st:>22.2f}" if vs_st is not None else ""
         print(f"{'embedbench ' + name:<34}{gb / secs:>8.2f}{plain / secs:>14.3f}{col}")

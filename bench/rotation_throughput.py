@@ -13,11 +13,11 @@ Usage: python bench/rotation_throughput.py [--rows N] [--dim D] [--repeats R]
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
+from common import size_parser, unit_rows
 
 from embedbench.quantize import HaarRotation, RandomizedHadamard
 
@@ -46,15 +46,8 @@ def radix2_hadamard(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=200_000)
-    ap.add_argument("--dim", type=int, default=1024)
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((args.rows, args.dim), dtype=np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    args = size_parser(3).parse_args()
+    X = unit_rows(np.random.default_rng(0), args.rows, args.dim)
     gb = X.nbytes / 1e9
     R = HaarRotation().fit(X[:2]).R
     had = RandomizedHadamard().fit(X[:2])

@@ -12,27 +12,11 @@ Usage: python bench/search_throughput.py [--rows N] [--dim D] [--queries Q] [--k
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
+from common import median_seconds, unit_rows
 
 from embedbench.quantize import parse_technique
-
-
-def median_secs(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    X = rng.standard_normal((n, d), dtype=np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    return X
 
 
 def main() -> None:
@@ -47,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
 
     rng = np.random.default_rng(0)
-    X, Q = unit(rng, args.rows, args.dim), unit(rng, args.queries, args.dim)
+    X, Q = unit_rows(rng, args.rows, args.dim), unit_rows(rng, args.queries, args.dim)
     binary = parse_technique("binary").fit(X[:10_000])
     codes, qcodes = binary.encode(X), binary.encode(Q)
 
@@ -60,8 +44,8 @@ def main() -> None:
     # one untimed search each to warm caches and thread pools
     flat.search(Q, args.k)
     hamming.search(qcodes, args.k)
-    t_float = median_secs(lambda: flat.search(Q, args.k), args.repeats)
-    t_binary = median_secs(lambda: hamming.search(qcodes, args.k), args.repeats)
+    t_float = median_seconds(lambda: flat.search(Q, args.k), args.repeats)
+    t_binary = median_seconds(lambda: hamming.search(qcodes, args.k), args.repeats)
     qps_float, qps_binary = args.queries / t_float, args.queries / t_binary
 
     print(

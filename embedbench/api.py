@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from embedbench.cache import EmbeddingCache, NamespaceStats, default_cache_path
-from embedbench.compare import Comparison, compare_runs
+from embedbench.compare import compare_runs
 from embedbench.config import Config, load_config
 from embedbench.plan import PlanRow, make_plan
 from embedbench.registry import PROVIDERS, check_config, technique_catalog
@@ -74,27 +74,7 @@ def cache_stats(cache: str | Path | None = None) -> tuple[Path, list[NamespaceSt
         return path, store.stats(), store.file_bytes()
 
 
-def compare(
-    new: str | Path,
-    baseline: str | Path,
-    max_drop: float = 1.0,
-    allow_missing: bool = False,
-    fail_on_baseline_change: bool = False,
-    ignore_columns: tuple[str, ...] = (),
-) -> Comparison:
-    """Compare run NEW against run BASELINE (folders or retention.csv files).
-
-    Returns an `embedbench.compare.Comparison` (its `exit_code`, `text()` and
-    `to_json()`); raises UserError for a missing or malformed file.
-    """
-    return compare_runs(
-        new,
-        baseline,
-        max_drop=max_drop,
-        allow_missing=allow_missing,
-        fail_on_baseline_change=fail_on_baseline_change,
-        ignore_columns=tuple(ignore_columns),
-    )
+compare = compare_runs  # NEW vs BASELINE: see embedbench.compare
 
 
 def report(run_dir: str | Path, x: str = "size") -> list[Path]:

@@ -238,11 +238,6 @@ class Int4(Code):
         return 2 * 4 * len(self.lo)
 
 
-def _ternary_planes_decode(codes: np.ndarray, d: int) -> np.ndarray:
-    bits = np.unpackbits(codes, axis=1, count=2 * d).astype(np.float32)
-    return bits[:, :d] + bits[:, d:] - 1.0
-
-
 class TwoBit(Code):
     """Four levels per dimension: thresholds at the calibration quartiles.
 
@@ -298,14 +293,14 @@ class TwoBit(Code):
         return self.t.nbytes + self.levels.nbytes
 
 
-class TernarySym(Code):
+class TernarySym(Ternary):
     """Three levels with symmetric thresholds ±t per dimension, decoded to {-1, 0, +1}.
 
     t is the 1/3 quantile of |x| over each dimension's calibration values, so a
     third of them decode to 0, as with the quantile `ternary` preset. Unlike that
     preset the thresholds are symmetric about 0, not about each dimension's own
     centre: the sign of a coordinate keeps its meaning. |x| <= t decodes to 0.
-    Stored like `ternary`: two packed bit planes (x > t, x >= -t), 2 bits a dimension.
+    Stored like `ternary`: two packed bit planes (x >= -t, x > t), 2 bits a dimension.
     """
 
     name, bits = "ternary-sym", 2
@@ -313,22 +308,9 @@ class TernarySym(Code):
 
     def fit(self, X: np.ndarray) -> TernarySym:
         self.t = np.quantile(np.abs(X), self.zero_fraction, axis=0).astype(np.float32)
-        self.neg_t = -self.t
+        # Ternary's planes are x > t1 and x > t2; x >= -t is x > the float below -t
+        self.t1, self.t2 = np.nextafter(-self.t, np.float32(-np.inf)), self.t
         return self
-
-    def encode(self, X: np.ndarray) -> np.ndarray:
-        n, d = X.shape
-        out = np.empty((n, self.bytes_per_vector(d)), dtype=np.uint8)
-        planes = np.empty((min(n, BLOCK), 2 * d), dtype=bool)
-        for b in _blocks(n):
-            m = b.stop - b.start
-            np.greater(X[b], self.t, out=planes[:m, :d])
-            np.greater_equal(X[b], self.neg_t, out=planes[:m, d:])
-            out[b] = np.packbits(planes[:m], axis=1)
-        return out
-
-    def decode(self, codes: np.ndarray, d: int) -> np.ndarray:
-        return _ternary_planes_decode(codes, d)
 
     def params_bytes(self) -> int:
         return self.t.nbytes
@@ -385,7 +367,18 @@ class Transform(ABC):
         return 0
 
 
-class SVDRotation(Transform):
+class MatrixRotation(Transform):
+    """A transform that is one fitted d × d orthogonal matrix R: X @ R."""
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        self._require("R")
+        return np.asarray(X, dtype=np.float32) @ self.R
+
+    def params_bytes(self) -> int:
+        return self.R.nbytes
+
+
+class SVDRotation(MatrixRotation):
     """The seed's "rotation", done as intended: X @ V, V the right singular vectors.
 
     V (d × d) comes from the centred calibration matrix (eigenvectors of its
@@ -400,13 +393,6 @@ class SVDRotation(Transform):
     def fit(self, X: np.ndarray) -> SVDRotation:
         self.R = _pca_basis(X).astype(np.float32)
         return self
-
-    def apply(self, X: np.ndarray) -> np.ndarray:
-        self._require("R")
-        return np.asarray(X, dtype=np.float32) @ self.R
-
-    def params_bytes(self) -> int:
-        return self.R.nbytes
 
 
 DEFAULT_SEED = 0  # every random transform draws from this unless given another seed
@@ -461,7 +447,7 @@ class Center(Transform):
         return self.mean.nbytes
 
 
-class HaarRotation(Transform):
+class HaarRotation(MatrixRotation):
     """A random orthogonal d × d rotation from the Haar measure, seeded.
 
     Orthogonal: cosines are kept. A random rotation spreads each vector's energy
@@ -479,15 +465,8 @@ class HaarRotation(Transform):
         self.R = _haar(X.shape[1], self.seed).astype(np.float32)
         return self
 
-    def apply(self, X: np.ndarray) -> np.ndarray:
-        self._require("R")
-        return np.asarray(X, dtype=np.float32) @ self.R
 
-    def params_bytes(self) -> int:
-        return self.R.nbytes
-
-
-class PCAHaarRotation(Transform):
+class PCAHaarRotation(MatrixRotation):
     """PCA rotation (as `svd`) followed by a seeded Haar rotation: `R = V · Q`.
 
     Orthogonal: cosines are kept. Note: without a dimension cut, V · Q has exactly
@@ -504,13 +483,6 @@ class PCAHaarRotation(Transform):
     def fit(self, X: np.ndarray) -> PCAHaarRotation:
         self.R = (_pca_basis(X) @ _haar(X.shape[1], self.seed)).astype(np.float32)
         return self
-
-    def apply(self, X: np.ndarray) -> np.ndarray:
-        self._require("R")
-        return np.asarray(X, dtype=np.float32) @ self.R
-
-    def params_bytes(self) -> int:
-        return self.R.nbytes
 
 
 class ITQ(Transform):

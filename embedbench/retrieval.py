@@ -41,6 +41,7 @@ import numpy as np
 from embedbench.encoder import l2_normalize
 from embedbench.errors import UserError
 from embedbench.quantize import Technique
+from embedbench.tasks import read_jsonl
 
 Lookup = Callable[[list[str], Any], np.ndarray]  # (texts, PromptType) -> float32 n × d
 RescoreWith = Literal["float", "int8"]
@@ -50,18 +51,6 @@ INTERVAL_METHOD = "paired bootstrap over test queries (nDCG@10)"
 
 
 # --------------------------------------------------------------------------- data
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
-    return rows
 
 
 def _read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], int]:
@@ -110,7 +99,7 @@ def load_beir(task: Any, folder: Path) -> dict[str, Any]:
             f"{QRELS_DIR}/<split>.tsv (BEIR layout); missing: "
             + ", ".join(missing + ([] if qrels_paths else [f"{QRELS_DIR}/*.tsv"]))
         )
-    docs = _read_jsonl(corpus_path)
+    docs = read_jsonl(corpus_path)
     corpus = Dataset.from_dict(
         {
             "id": [str(d["_id"]) for d in docs],
@@ -118,7 +107,7 @@ def load_beir(task: Any, folder: Path) -> dict[str, Any]:
             "text": [d.get("text") or "" for d in docs],
         }
     )
-    queries_all = _read_jsonl(queries_path)
+    queries_all = read_jsonl(queries_path)
     query_ids = [str(q["_id"]) for q in queries_all]
     query_text = [q["text"] for q in queries_all]
     doc_ids = set(corpus["id"])

@@ -175,7 +175,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -197,7 +197,7 @@ def _load_local(task: Any, folder: Path) -> dict[str, Any]:
     files = sorted(folder.glob("*.jsonl"))
     if not files:
         raise UserError(f"task folder {folder} holds no <split>.jsonl files")
-    task.dataset = DatasetDict({f.stem: Dataset.from_list(_read_jsonl(f)) for f in files})
+    task.dataset = DatasetDict({f.stem: Dataset.from_list(read_jsonl(f)) for f in files})
     task.data_loaded = True
     return {
         "kind": "local",
