@@ -128,8 +128,45 @@ def markdown(result: RunResult, images: list[str] | None = None) -> str:
         f"Calibration: {cfg.calibration.split} split, at most {cfg.calibration.max_texts} texts "
         f"(seed {cfg.calibration.seed}), never evaluation texts. Intervals: "
         f"{'; '.join(methods) or 'none'}, {cfg.evaluation.bootstrap} resamples "
-        f"(seed {cfg.evaluation.seed}).\n\n" + markdown_table(result.rows) + image_links(images)
+        f"(seed {cfg.evaluation.seed}).\n\n"
+        + markdown_table(result.rows)
+        + "\n## Best per size budget\n\n"
+        + budget_table(result.rows)
+        + image_links(images)
     )
+
+
+def _cell(r: CellResult) -> str:
+    ret = r.retention
+    ci = "" if ret.verdict == "baseline" else f" [{ret.ci_low:.2f}, {ret.ci_high:.2f}]"
+    return f"{r.technique}: {ret.retention:.2f}{ci}"
+
+
+def budget_table(rows: list[CellResult]) -> str:
+    """Per task and size budget (bits per vector): the best technique next to the best
+    of the seed's presets at the same budget."""
+    from embedbench.quantize import PRESETS
+
+    groups: dict[tuple[str, str, str, int], list[CellResult]] = {}
+    for r in rows:
+        groups.setdefault((r.task, r.provider, r.model, 8 * r.bytes_per_vector), []).append(r)
+    lines = [
+        "| task | provider:model | bits/vector | size × | best technique: retention % [95% CI] "
+        "| best seed preset |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    order = {k: i for i, k in enumerate(dict.fromkeys((r.task, r.provider, r.model) for r in rows))}
+    for (task, provider, model, bits), group in sorted(
+        groups.items(), key=lambda kv: (order[kv[0][:3]], -kv[0][3])
+    ):
+        best = max(group, key=lambda r: r.retention.retention)
+        presets = [r for r in group if r.technique in PRESETS]
+        seed = _cell(max(presets, key=lambda r: r.retention.retention)) if presets else "—"
+        lines.append(
+            f"| {task} | {provider}:{model} | {bits} | {best.size_multiplier:g} "
+            f"| {_cell(best)} | {seed} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def image_links(images: list[str] | None) -> str:

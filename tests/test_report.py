@@ -210,3 +210,41 @@ def test_write_outputs_survives_a_plotting_failure(tmp_path, monkeypatch, caplog
     md = (out / "retention.md").read_text(encoding="utf-8")
     assert "tradeoff.png" not in md
     assert "embedbench report" in caplog.text
+
+
+def test_budget_table_picks_the_best_per_budget_next_to_the_seed_presets():
+    from embedbench.report import budget_table
+    from embedbench.runner import CellResult
+    from embedbench.stats import Retention
+
+    def cell(technique, nbytes, ret, verdict="loss"):
+        return CellResult(
+            task="T",
+            provider="local",
+            model="m",
+            technique=technique,
+            spec=technique,
+            dim=384,
+            bits_per_dim=8 * nbytes / 384,
+            bytes_per_vector=nbytes,
+            size_multiplier=1536 / nbytes,
+            params_bytes=0,
+            score=ret / 100,
+            float_score=1.0,
+            retention=Retention(ret, ret - 1, ret + 1, verdict),
+            interval_method="x",
+            calibration="train:1",
+        )
+
+    rows = [
+        cell("classic", 1536, 100.0, "baseline"),
+        cell("binary", 48, 97.0),
+        cell("rotated-binary", 48, 80.0),
+        cell("itq+binary", 48, 98.0),
+        cell("trunc192+binary", 24, 90.0),
+    ]
+    lines = budget_table(rows).splitlines()[2:]
+    assert [line.split(" | ")[2] for line in lines] == ["12288", "384", "192"]
+    assert "itq+binary: 98.00 [97.00, 99.00]" in lines[1]
+    assert lines[1].endswith("| binary: 97.00 [96.00, 98.00] |")  # the best seed preset
+    assert lines[2].endswith("| — |")  # no preset at 64×

@@ -114,7 +114,7 @@ def test_rerun_is_free_and_byte_identical(tmp_path, data_dir, cache_file, sweep)
         name="rerun",
         providers=["local:sentence-transformers/all-MiniLM-L6-v2"],
         tasks=["STSBenchmark"],
-        techniques=["classic", "ternary", "rotated-ternary", "binary"],
+        techniques=["classic", "fp16", "ternary", "rotated-ternary", "binary"],
         calibration={"max_texts": 2000},
         output=str(tmp_path / "a"),
     )
@@ -136,3 +136,7 @@ def test_rerun_is_free_and_byte_identical(tmp_path, data_dir, cache_file, sweep)
     assert manifest["texts_from_cache"] > 2000
     a = (tmp_path / "a" / "retention.csv").read_bytes()
     assert a == (tmp_path / "b" / "retention.csv").read_bytes()
+    fp16 = next(r for r in _rows(tmp_path / "b") if r["technique"] == "fp16")
+    # the lossless control: retention 100 within its interval
+    assert float(fp16["ci_low"]) <= 100.0 <= float(fp16["ci_high"])
+    assert fp16["verdict"] == "no measurable change"
