@@ -13,6 +13,7 @@ SCRIPTS = [
     "search_throughput.py",
     "fetch_scaling.py",
     "sweep_overhead.py",
+    "executor_scaling.py",
 ]
 
 if __name__ == "__main__":
