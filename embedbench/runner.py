@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,10 @@ def _text_digest(texts: list[str]) -> str:
     return h.hexdigest()
 
 
+# a new embedbench or mteb release re-evaluates instead of resuming older records
+_VERSIONS = {p: metadata.version(p) for p in ("embedbench", "mteb")}
+
+
 @dataclass
 class _Group:
     """One provider × task: its calibration, baseline record and pending jobs."""
@@ -205,6 +210,7 @@ class _Sweep:
         ev = self.config.evaluation
         return evaluation_key(
             {
+                "versions": _VERSIONS,
                 "provider": spec.key,
                 "task": lt.name,
                 "technique": technique_spec,
