@@ -16,7 +16,7 @@ from embedbench.quantize import CODES, parse_technique
 
 def main() -> None:
     args = size_parser(5).parse_args()
-    from sentence_transformers.quantization import quantize_embeddings
+    from sentence_transformers.util.quantization import quantize_embeddings
 
     rng = np.random.default_rng(0)
     X = unit_rows(rng, args.rows, args.dim)
