@@ -9,19 +9,12 @@ import yaml
 
 from embedbench.config import Config, load_config, parse_config
 from embedbench.errors import UserError
+from embedbench.quantize import PRESETS as SEED_PRESETS
 from embedbench.registry import check_config
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
-SEVEN = [
-    "classic",
-    "scalar",
-    "ternary",
-    "binary",
-    "rotated-scalar",
-    "rotated-ternary",
-    "rotated-binary",
-]
+SEVEN = list(SEED_PRESETS)  # the seed's seven, in table order
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -61,6 +61,7 @@ from embedbench.providers.cohere_api import (
     reject_unknown_options,
 )
 from embedbench.providers.retry import (
+    CALL_OPTIONS,
     Failure,
     MalformedResponse,
     RateLimiter,
@@ -163,15 +164,8 @@ class BedrockProvider(Provider):
         "normalize",
         "truncate",
         "native_types",
-        "batch_size",
-        "n_jobs",
         "connect_timeout",
-        "timeout",
-        "max_attempts",
-        "backoff_base",
-        "backoff_max",
-        "retry_after_max",
-        "requests_per_minute",
+        *CALL_OPTIONS,
     )
 
     def __init__(

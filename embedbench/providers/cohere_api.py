@@ -36,6 +36,7 @@ import numpy as np
 from embedbench.errors import ProviderError, UserError, unknown_name
 from embedbench.providers.base import Batch, Provider, Purpose
 from embedbench.providers.retry import (
+    CALL_OPTIONS,
     Failure,
     MalformedResponse,
     RateLimiter,
@@ -192,14 +193,7 @@ class CohereProvider(Provider):
         "truncate",
         "output_dimension",
         "native_types",
-        "batch_size",
-        "n_jobs",
-        "timeout",
-        "max_attempts",
-        "backoff_base",
-        "backoff_max",
-        "retry_after_max",
-        "requests_per_minute",
+        *CALL_OPTIONS,
     )
 
     def __init__(

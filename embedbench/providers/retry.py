@@ -27,6 +27,17 @@ T = TypeVar("T")
 Verdict = Literal["retry", "user", "fatal"]
 
 _MAX_MESSAGE = 300
+# options every remote provider takes: batching, threads, timeout, retries, rate limit
+CALL_OPTIONS = (
+    "batch_size",
+    "n_jobs",
+    "timeout",
+    "max_attempts",
+    "backoff_base",
+    "backoff_max",
+    "retry_after_max",
+    "requests_per_minute",
+)
 # Access key ids (AKIA/ASIA...), bearer tokens and sigv4 credential scopes.
 _SECRET_PATTERNS = (
     re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b"),
