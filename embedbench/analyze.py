@@ -39,6 +39,7 @@ import numpy as np
 from embedbench.cache import EmbeddingCache
 from embedbench.config import Config
 from embedbench.encoder import l2_normalize
+from embedbench.plots import DPI, png_bytes
 from embedbench.providers.base import FetchStats
 from embedbench.registry import build_provider, build_technique
 from embedbench.report import write_atomic, write_atomic_bytes
@@ -52,7 +53,6 @@ CENTERINGS = ("none", "mean")
 CENTERING_TITLES = {"none": "uncentred (the seed's)", "mean": "centred (PCA)"}
 ENERGY_LEVELS = (0.90, 0.99)
 TOP_K = (1, 10)
-DPI = 110
 LINE_STYLES = ("-", "--", "-.", ":")
 SPECTRUM_COLUMNS = [
     "provider",
@@ -378,13 +378,6 @@ def spectrum_figure(spectra: list[Spectrum]) -> Figure:
                 frameon=False,
             )
     return fig
-
-
-def png_bytes(fig: Figure) -> bytes:
-    """PNG without a Software tag, so the bytes do not change with the matplotlib version."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
 
 
 # ---------------------------------------------------------------- writing

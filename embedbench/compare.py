@@ -54,6 +54,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,17 +184,25 @@ def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     return header, rows
 
 
-def load_table(path: str | Path) -> Table:
-    """Read and check a run's retention table (and its manifest when beside it)."""
+def read_retention(
+    path: str | Path, required: Sequence[str]
+) -> tuple[Path, list[str], list[tuple[int, dict[str, str]]]]:
+    """A run's retention.csv with its header and rows, checked for `required` columns."""
     csv_path = resolve_csv(path)
     header, records = read_csv(csv_path)
-    missing = [c for c in REQUIRED if c not in header]
+    missing = [c for c in required if c not in header]
     if missing:
         raise UserError(
             f"{csv_path}: not a retention table: missing column(s) {', '.join(missing)}"
         )
     if not records:
         raise UserError(f"{csv_path}: no rows")
+    return csv_path, header, records
+
+
+def load_table(path: str | Path) -> Table:
+    """Read and check a run's retention table (and its manifest when beside it)."""
+    csv_path, header, records = read_retention(path, REQUIRED)
     ident = [*BASE_KEY, *extra_identity(header)]
     rows: list[Row] = []
     seen: dict[tuple[str, ...], int] = {}

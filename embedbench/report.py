@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from embedbench.compare import read_csv, resolve_csv
+from embedbench.compare import read_retention
 from embedbench.errors import UserError
 from embedbench.runner import CellResult, RunResult
 
@@ -434,16 +434,8 @@ def html_report(
 
 def write_report(folder: str | Path, x: str = "size") -> list[Path]:
     """Redraw a run folder's figures and report.html from its retention.csv and manifest."""
-    csv_path = resolve_csv(folder)
+    csv_path, _, records = read_retention(folder, REPORT_REQUIRED)
     out = csv_path.parent
-    header, records = read_csv(csv_path)
-    missing = [c for c in REPORT_REQUIRED if c not in header]
-    if missing:
-        raise UserError(
-            f"{csv_path}: not a retention table: missing column(s) {', '.join(missing)}"
-        )
-    if not records:
-        raise UserError(f"{csv_path}: no rows")
     rows = [r for _, r in records]
     facts: dict[str, Any] | None = None
     mpath = out / "manifest.json"
