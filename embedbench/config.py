@@ -76,11 +76,21 @@ class Calibration(_Strict):
 
 
 class Evaluation(_Strict):
-    """Evaluator settings shared by the float baseline and every technique."""
+    """Evaluator settings shared by the float baseline and every technique.
+
+    `bootstrap` is the least number of resamples; more are drawn until interval
+    endpoints have a Monte Carlo error of at most `mc_target` points (see stats.py).
+    `seeds` replicates every technique with a fitted or random part over that many
+    calibration samples and random draws; `margin` is the equivalence margin
+    (points of retention) of the verdicts.
+    """
 
     normalize: bool = True
-    bootstrap: int = Field(1000, ge=100)
-    seed: int = 42
+    bootstrap: int = Field(2000, ge=100)
+    seed: int = Field(42, ge=0)
+    mc_target: float = Field(0.005, gt=0)
+    seeds: int = Field(1, ge=1, le=50)
+    margin: float = Field(1.0, gt=0, le=50)
     n_experiments: int | None = Field(None, ge=1)
     samples_per_label: int | None = Field(None, ge=1)
 

@@ -10,6 +10,7 @@ texts mteb asked for; the technique jobs then carry exactly those.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 import warnings
@@ -43,6 +44,7 @@ class EvalJob:
     model: str
     calibration: np.ndarray
     vectors: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
+    seed: int = 0  # replicate seed of the technique's random draws
 
 
 def prepare(lt: LoadedTask, ev: Evaluation) -> None:
@@ -109,14 +111,49 @@ def check_consistent(lt: LoadedTask, score: float, preds: Any) -> None:
         )
 
 
+RESCORE_DEPTH = 10  # documents a rescored search returns (its main score is nDCG@10)
+_AT_K = re.compile(r"_at_(\d+)(?:_|$)")
+
+
+def _rescore_technique(job: EvalJob) -> Any:
+    """The technique whose decoded document copies a `/rescore<k>` search re-ranks with
+    (None: the float vectors themselves)."""
+    from embedbench.retrieval import parse_search
+
+    _, opts = parse_search(job.technique)
+    if opts.rescore is not None and opts.rescore_with == "int8":
+        return build_technique("int8").fit(job.calibration)
+    return None
+
+
+def secondary_bytes(job: EvalJob, d_in: int) -> int:
+    """Bytes per document a rescored search keeps beside the codes (0 without rescoring)."""
+    from embedbench.retrieval import parse_search
+
+    _, opts = parse_search(job.technique)
+    if opts.rescore is None:
+        return 0
+    return (
+        4 * d_in if opts.rescore_with == "float" else build_technique("int8").bytes_per_vector(d_in)
+    )
+
+
+def drop_deep_metrics(task_result: dict[str, Any], depth: int) -> dict[str, Any]:
+    """Remove mteb metrics at cutoffs beyond the `depth` documents a search returned
+    (recall@100, MAP@1000, ... of a top-10 list would describe 10 documents only)."""
+    for entries in task_result.get("scores", {}).values():
+        for entry in entries:
+            for name in [k for k in entry if (m := _AT_K.search(k)) and int(m[1]) > depth]:
+                del entry[name]
+    return task_result
+
+
 def _search_model(job: EvalJob, tech: Any, recorder: _Recorder, meta: Any):
     """mteb search model for a retrieval task: the technique's codes, per its options."""
     from embedbench.retrieval import CodeSearch, parse_search
 
     _, opts = parse_search(job.technique)
-    rescore_tech = None
-    if opts.rescore is not None and opts.rescore_with == "int8":
-        rescore_tech = build_technique("int8").fit(job.calibration)
+    rescore_tech = _rescore_technique(job)
     return CodeSearch(
         recorder,
         tech,
@@ -127,7 +164,7 @@ def _search_model(job: EvalJob, tech: Any, recorder: _Recorder, meta: Any):
         asymmetric=opts.asymmetric,
         normalize=job.evaluation.normalize,
         # the rescoring window is top_k × multiplier: rank for the main score, nDCG@10
-        top_k=10 if opts.rescore is not None else None,
+        top_k=RESCORE_DEPTH if opts.rescore is not None else None,
     )
 
 
@@ -167,7 +204,7 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
     if lt is None:
         lt = load_task(job.task, Path(job.data_dir) if job.data_dir else None)
         prepare(lt, job.evaluation)
-    tech = build_technique(job.technique).fit(job.calibration)
+    tech = build_technique(job.technique, seed=job.seed).fit(job.calibration)
     native = tech.code.bind(job.model).kind if isinstance(tech.code, NativeCode) else None
     recorder = _Recorder(get or _strict_get(job.vectors), lt, native)
     normalize = job.evaluation.normalize
@@ -193,8 +230,12 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
         task_result = json.loads(result_file.read_text(encoding="utf-8"))
     if lt.type == "STS":
         preds = preds["similarity_scores"]
+    d_in = job.calibration.shape[1]
+    secondary = secondary_bytes(job, d_in)
     if lt.type == "Retrieval":  # keep what the interval needs: nDCG@10 per query
         preds = per_query_ndcg(lt, preds)
+        if secondary:
+            drop_deep_metrics(task_result, RESCORE_DEPTH)
     check_consistent(lt, score, preds)
     return EvalRecord(
         key=job.key,
@@ -207,4 +248,7 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
         seconds=time.perf_counter() - t0,
         params_bytes=tech.params_bytes(),
         requested={p: list(texts) for p, texts in recorder.requested.items()},
+        seed=job.seed,
+        bytes_per_vector=tech.bytes_per_vector(d_in),
+        secondary_bytes=secondary,
     )

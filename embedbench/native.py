@@ -27,7 +27,12 @@ def native_kind(name: str) -> str | None:
 
 
 class NativeCode(Code):
-    """A provider's own code: `encode` stores its values, `decode` gives their meaning."""
+    """A provider's own code: `encode` stores its values, `decode` gives their meaning.
+
+    Nothing is fitted or drawn here (the provider quantized), so one run is the answer.
+    """
+
+    learns, random = False, False
 
     def __init__(self, kind: str):
         self.kind = kind

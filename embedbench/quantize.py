@@ -4,11 +4,15 @@ A *code* turns float vectors into packed bytes (`encode`, the storage format tha
 defines the size) and back into the floats an evaluator sees (`decode`): binary as
 ±1, ternary as {-1, 0, +1}, int8/int4 dequantized. A *transform* (centring,
 rotation, truncation) is a map applied before the code; each class says whether it
-is orthogonal (orthogonal ones keep every cosine). Everything fitted (ranges,
-thresholds, means, rotations, ITQ) is fitted by `Technique.fit` on calibration
-vectors, never on the vectors being evaluated; random transforms draw from a fixed
-default seed, so a name always means the same map. Numpy in, numpy out; encoding
-works in row blocks so temporaries stay in cache.
+keeps every cosine (`keeps_cosines`; `control_spec` names the float control of a
+chain that does not). Everything fitted (ranges, thresholds, means, rotations, ITQ)
+is fitted by `Technique.fit` on calibration vectors, never on the vectors being
+evaluated. Random transforms draw from `DEFAULT_SEED + seed`, `seed` the replicate
+seed given to `parse_technique` (0 unless given), so a name and a seed always mean
+the same map. Every part says whether it `learns` (fits something on calibration)
+and whether it is `random`; `Technique.depends_on_seed` is True when either holds,
+i.e. when another calibration sample or seed can change the technique. Numpy in,
+numpy out; encoding works in row blocks so temporaries stay in cache.
 
 Names: `transform+...+code`, each part a key of TRANSFORMS or CODES. A transform key
 ending in `<k>` takes a positive integer parameter written in its place:
@@ -31,10 +35,17 @@ BLOCK = 4096  # rows per block: big enough for BLAS, small enough for L2
 
 
 class Code(ABC):
-    """A fixed-width code: `bits` per dimension, packed row by row."""
+    """A fixed-width code: `bits` per dimension, packed row by row.
+
+    Every concrete code sets `learns` (fits parameters on calibration vectors:
+    ranges, quantiles, medians) and `random` (draws random numbers); they are left
+    unset here so a new code cannot inherit a wrong answer silently.
+    """
 
     name: str
     bits: int
+    learns: bool
+    random: bool
 
     def fit(self, X: np.ndarray) -> Code:
         """Fit parameters on calibration vectors (most codes have none)."""
@@ -65,6 +76,7 @@ class Float32(Code):
     """The float baseline: the vectors as returned, 4 bytes a dimension."""
 
     name, bits = "float32", 32
+    learns, random = False, False
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(X, dtype=np.float32).view(np.uint8)
@@ -77,6 +89,7 @@ class Int8(Code):
     """Per-dimension min/max from calibration, 256 levels; out-of-range values clip."""
 
     name, bits = "int8", 8
+    learns, random = True, False
 
     def fit(self, X: np.ndarray) -> Int8:
         lo, hi = X.min(axis=0), X.max(axis=0)
@@ -115,6 +128,7 @@ class Ternary(Code):
     """
 
     name, bits = "ternary", 2
+    learns, random = True, False
 
     def fit(self, X: np.ndarray) -> Ternary:
         t = np.quantile(X, [1 / 3, 2 / 3], axis=0).astype(np.float32)
@@ -144,6 +158,7 @@ class Binary(Code):
     """Sign bit (x > 0), decoded to ±1: cosine on ±1 is affine in Hamming distance."""
 
     name, bits = "binary", 1
+    learns, random = False, False
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         n, d = X.shape
@@ -166,6 +181,7 @@ class Float16(Code):
     """
 
     name, bits = "fp16", 16
+    learns, random = False, False
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         n, d = X.shape
@@ -200,6 +216,7 @@ class Int4(Code):
     """
 
     name, bits = "int4", 4
+    learns, random = True, False
     quantiles = (0.005, 0.995)
 
     def fit(self, X: np.ndarray) -> Int4:
@@ -251,6 +268,7 @@ class TwoBit(Code):
     """
 
     name, bits = "2bit", 2
+    learns, random = True, False
 
     def fit(self, X: np.ndarray) -> TwoBit:
         t = np.quantile(X, [0.25, 0.5, 0.75], axis=0).astype(np.float32)
@@ -304,6 +322,7 @@ class TernarySym(Ternary):
     """
 
     name, bits = "ternary-sym", 2
+    learns, random = True, False
     zero_fraction = 1 / 3
 
     def fit(self, X: np.ndarray) -> TernarySym:
@@ -325,6 +344,7 @@ class BinaryCentered(Code):
     """
 
     name, bits = "binary-centered", 1
+    learns, random = True, False
 
     def fit(self, X: np.ndarray) -> BinaryCentered:
         self.threshold = np.median(X, axis=0).astype(np.float32)
@@ -346,9 +366,23 @@ class BinaryCentered(Code):
 
 
 class Transform(ABC):
-    """A map applied to float vectors before the code, fitted on calibration."""
+    """A map applied to float vectors before the code, fitted on calibration.
+
+    Every concrete transform sets three class attributes (left unset here so a new
+    transform cannot inherit a wrong answer silently):
+
+    - `learns`: fits something on calibration vectors (a mean, a basis, ITQ);
+    - `random`: draws random numbers (from `DEFAULT_SEED + seed`);
+    - `keeps_cosines`: every cosine between two vectors is the same after the map
+      (an orthogonal map or an isometry), for any fit. A chain with a part that
+      does not keep cosines changes the float geometry itself and is reported beside
+      its float control (`control_spec`).
+    """
 
     name: str
+    learns: bool
+    random: bool
+    keeps_cosines: bool
 
     def fit(self, X: np.ndarray) -> Transform:
         return self
@@ -361,18 +395,38 @@ class Transform(ABC):
     def apply(self, X: np.ndarray) -> np.ndarray: ...
 
     def out_dim(self, d: int) -> int:
+        """Output dimensions for d-dimensional input (after fit for a fitted size)."""
         return d
 
     def params_bytes(self) -> int:
         return 0
 
 
+def _matrix_out_dim(t: Transform, d: int) -> int:
+    """Columns of a fitted d × r matrix `t.R`; d before fit (r is known only then)."""
+    R = getattr(t, "R", None)
+    if R is None:
+        return d
+    if d != R.shape[0]:
+        raise ValueError(f"{t.name} was fitted on {R.shape[0]} dimensions, got {d}")
+    return R.shape[1]
+
+
 class MatrixRotation(Transform):
-    """A transform that is one fitted d × d orthogonal matrix R: X @ R."""
+    """A transform that is one fitted d × r matrix R with orthonormal columns: X @ R.
+
+    r = d (a rotation) unless the matrix comes from the calibration's PCA basis,
+    which drops the directions without calibration variance (`_pca_basis`). The
+    output has r dimensions once fitted: `out_dim(d)` is d before fit and r after,
+    so sizes and codes of a fitted technique use r.
+    """
 
     def apply(self, X: np.ndarray) -> np.ndarray:
         self._require("R")
         return np.asarray(X, dtype=np.float32) @ self.R
+
+    def out_dim(self, d: int) -> int:
+        return _matrix_out_dim(self, d)
 
     def params_bytes(self) -> int:
         return self.R.nbytes
@@ -381,14 +435,26 @@ class MatrixRotation(Transform):
 class SVDRotation(MatrixRotation):
     """The seed's "rotation", done as intended: X @ V, V the right singular vectors.
 
-    V (d × d) comes from the centred calibration matrix (eigenvectors of its
+    V (d × r) comes from the centred calibration matrix: the eigenvectors of its
     scatter matrix, largest first, signs fixed so each column's largest entry is
-    positive). Only the rotation is applied, not the centring: orthogonal, cosines
-    are kept. PCA piles variance into the first coordinates, which equal-width codes
-    handle badly; it is kept as the seed's presets define it.
+    positive, without the directions that have no calibration variance (r ≤ d; see
+    `_pca_basis`). Only V is applied, to the *uncentred* vectors, as the seed's
+    presets define it: the mean is used to find V but not subtracted, so a code
+    after `svd` still sees each vector's offset. With r = d this is a rotation and
+    keeps every cosine; with r < d it projects out the dropped directions, which
+    carry no calibration variance but can carry part of the common offset (e.g. a
+    dimension constant on calibration): the rotated vectors lose that constant part,
+    so cosines can change a little, and `keeps_cosines` is False (a chain with `svd`
+    is read against its float control). `center+svd+...` subtracts the calibration
+    mean first: then the dropped directions hold nothing on calibration vectors, and
+    the code sees zero-mean coordinates (worth about 3 points of Banking77
+    retention for binary), but cosines are those of the centred vectors.
+    PCA piles variance into the first coordinates, which equal-width codes handle
+    badly; it is kept as the seed's presets define it.
     """
 
     name = "svd"
+    learns, random, keeps_cosines = True, False, False
 
     def fit(self, X: np.ndarray) -> SVDRotation:
         self.R = _pca_basis(X).astype(np.float32)
@@ -411,16 +477,48 @@ def _haar(d: int, seed: int) -> np.ndarray:
     return Q * np.sign(np.diag(R))
 
 
-def _pca_basis(X: np.ndarray) -> np.ndarray:
-    """Right singular vectors of the centred matrix, largest first (d × d, float64).
+RANK_RTOL = 1e-9  # PCA directions with eigenvalue <= RANK_RTOL × the largest are dropped
 
-    Eigenvectors of the scatter matrix; signs fixed so each column's largest-magnitude
-    entry is positive, so the same data always gives the same basis.
+
+def _pca_basis(X: np.ndarray, rtol: float = RANK_RTOL) -> np.ndarray:
+    """Right singular vectors of the centred matrix, largest first (d × r, float64).
+
+    Eigenvectors of the scatter matrix S = Xcᵀ Xc; signs fixed so each column's
+    largest-magnitude entry is positive, so the same data always gives the same
+    basis. Eigenvectors whose eigenvalue is ≤ rtol × the largest are dropped, so r
+    is the numerical rank of the centred calibration matrix. Their eigenvalues are
+    rounding noise, and so are the eigenvectors: a model with dead dimensions
+    (all-MiniLM-L6-v2 has 3, values ~1e-8 or below) gives a (near-)null space in
+    which eigh returns an arbitrary basis that changes with the last bits of the
+    calibration sample, and a code fitted per coordinate (int8 ranges, ternary
+    quantiles, sign bits of the offset) would then depend on that noise.
+
+    Why rtol = 1e-9: eigh in float64 resolves eigenvalues to about eps64 · ‖S‖ · O(d)
+    ≈ 1e-13 × the largest for d in the thousands, and float32 inputs add rounding
+    variance of about 2⁻⁴⁸ ≈ 4e-15 of each coordinate's second moment, ≲ 1e-11 of
+    the largest eigenvalue for such d unless the common offset dwarfs the spread; so
+    anything below ~1e-11 of the largest eigenvalue is noise. 1e-9 stays two orders
+    above that floor, and a direction it drops carries at most 1e-9 of the first
+    direction's variance (a standard deviation ≤ 3e-5 of it), nothing a cosine can
+    see; kept, it would get a full per-coordinate code (int8 range, ternary
+    quantiles) of noise. On 3,000 STSBenchmark train sentences embedded with all-MiniLM-L6-v2 the
+    spectrum has a gap of 13 orders: the 3 dead directions sit at 1e-17 to 1e-19 of
+    the largest eigenvalue, the smallest live one at 2e-4; any rtol in between drops
+    exactly those 3 (r = 381).
+
+    Raises ValueError when the calibration vectors have no variance at all (r = 0).
     """
     Xc = X.astype(np.float64) - X.mean(axis=0, dtype=np.float64)
     evals, V = np.linalg.eigh(Xc.T @ Xc)
-    V = V[:, np.argsort(evals)[::-1]]
-    signs = np.sign(V[np.abs(V).argmax(axis=0), np.arange(V.shape[1])])
+    order = np.argsort(evals)[::-1]
+    evals, V = evals[order], V[:, order]
+    r = int(np.count_nonzero(evals > rtol * evals[0])) if evals[0] > 0 else 0
+    if r == 0:
+        raise ValueError(
+            f"the {len(X)} calibration vectors are all equal: no PCA direction to keep"
+        )
+    V = V[:, :r]
+    signs = np.sign(V[np.abs(V).argmax(axis=0), np.arange(r)])
     return V * signs
 
 
@@ -434,6 +532,7 @@ class Center(Transform):
     """
 
     name = "center"
+    learns, random, keeps_cosines = True, False, False
 
     def fit(self, X: np.ndarray) -> Center:
         self.mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -457,6 +556,7 @@ class HaarRotation(MatrixRotation):
     """
 
     name = "haar"
+    learns, random, keeps_cosines = False, True, True
 
     def __init__(self, seed: int = DEFAULT_SEED):
         self.seed = seed
@@ -467,21 +567,28 @@ class HaarRotation(MatrixRotation):
 
 
 class PCAHaarRotation(MatrixRotation):
-    """PCA rotation (as `svd`) followed by a seeded Haar rotation: `R = V · Q`.
+    """PCA basis (as `svd`) followed by a seeded r × r Haar rotation: `R = V · Q`.
 
-    Orthogonal: cosines are kept. Note: without a dimension cut, V · Q has exactly
-    the distribution of a Haar rotation (the Haar measure is invariant under a fixed
-    rotation V, and Q is drawn independently of the data), so `pca-haar` is `haar`
-    with a different draw; the gap between the two measures draw-to-draw noise.
+    V is d × r without the directions that have no calibration variance (see
+    `_pca_basis`), so R (d × r) has orthonormal columns and, like `svd`, projects
+    those directions out of the uncentred vectors: cosines are kept when r = d and
+    can change slightly otherwise (`keeps_cosines` is False). Within the kept span,
+    V · Q is a uniformly random orthonormal basis (the Haar measure is invariant
+    under a fixed rotation, and Q is drawn independently of the data): with r = d,
+    `pca-haar` is `haar` with a different draw, and the gap between the two
+    measures draw-to-draw noise; with r < d it is `haar` restricted to the span of
+    the calibration vectors.
     """
 
     name = "pca-haar"
+    learns, random, keeps_cosines = True, True, False
 
     def __init__(self, seed: int = DEFAULT_SEED):
         self.seed = seed
 
     def fit(self, X: np.ndarray) -> PCAHaarRotation:
-        self.R = (_pca_basis(X) @ _haar(X.shape[1], self.seed)).astype(np.float32)
+        V = _pca_basis(X)
+        self.R = (V @ _haar(V.shape[1], self.seed)).astype(np.float32)
         return self
 
 
@@ -490,8 +597,10 @@ class ITQ(Transform):
 
     ITQ assumes zero-mean data, so the transform is `(x − μ) · R` with μ the
     calibration mean: an orthogonal map after centring (not orthogonal overall:
-    cosines change as with `center`). R = V · R_itq: V the PCA basis of the centred
-    calibration vectors (all d components kept), R_itq the orthogonal matrix that
+    cosines change as with `center`). R = V · R_itq: V (d × r) the PCA basis of the
+    centred calibration vectors, every component with calibration variance kept (r
+    is d less the directions `_pca_basis` drops; after centring those hold nothing
+    on calibration vectors), R_itq (r × r) the orthogonal matrix that
     minimises ||B − P R_itq||²_F with P = (X − μ) V and B = sign(P R_itq) ∈ {±1},
     by alternating B and R_itq (orthogonal Procrustes: R_itq = W Uᵀ for
     Bᵀ P = U S Wᵀ) for `iterations` steps from a seeded Haar start. `losses` holds
@@ -502,6 +611,7 @@ class ITQ(Transform):
     """
 
     name = "itq"
+    learns, random, keeps_cosines = True, True, False
 
     def __init__(self, seed: int = DEFAULT_SEED, iterations: int = 50):
         self.seed = seed
@@ -512,7 +622,7 @@ class ITQ(Transform):
         mean = X64.mean(axis=0)
         V = _pca_basis(X64)
         P = (X64 - mean) @ V
-        R = _haar(X.shape[1], self.seed)
+        R = _haar(V.shape[1], self.seed)
         losses = []
         for step in range(self.iterations + 1):
             Z = P @ R
@@ -534,6 +644,9 @@ class ITQ(Transform):
         Z = np.asarray(X, dtype=np.float32) @ self.R
         Z -= self.offset
         return Z
+
+    def out_dim(self, d: int) -> int:
+        return _matrix_out_dim(self, d)
 
     def params_bytes(self) -> int:
         return self.R.nbytes + self.mean.nbytes
@@ -610,6 +723,7 @@ class RandomizedHadamard(Transform):
     """
 
     name = "hadamard"
+    learns, random, keeps_cosines = False, True, True
     pad = False
     BLOCK_FLOATS = 1 << 15  # floats per row block (128 KiB): the scratch blocks stay in L2
     THREADS = min(4, os.cpu_count() or 1)  # row chunks run in parallel, like a BLAS rotation
@@ -722,6 +836,7 @@ class Truncate(Transform):
     """
 
     name = "trunc" + PARAM
+    learns, random, keeps_cosines = False, False, False
 
     def __init__(self, k: int):
         if k < 1:
@@ -787,13 +902,39 @@ PRESETS: dict[str, str] = {
 
 @dataclass
 class Technique:
-    """Transforms then a code; `spec` is its canonical name, e.g. `svd+binary`."""
+    """Transforms then a code; `spec` is its canonical name, e.g. `svd+binary`.
+
+    `seed` is the replicate seed its random parts were built with (they draw from
+    `DEFAULT_SEED + seed`); the spec does not include it. `search_learns` is set by
+    whoever adds search options that fit something on calibration themselves
+    (`registry.build_technique` for `/rescore<k>-int8`: the int8 re-ranking copies).
+    """
 
     name: str
     spec: str
     transforms: list[Transform] = field(default_factory=list)
     code: Code = field(default_factory=Float32)
     fitted: bool = False
+    seed: int = 0
+    search_learns: bool = False
+
+    @property
+    def learns(self) -> bool:
+        """Some part is fitted on calibration vectors (a transform, the code, a search)."""
+        parts = [*self.transforms, self.code]
+        return self.search_learns or any(p.learns for p in parts)
+
+    @property
+    def random(self) -> bool:
+        """Some part draws random numbers (from `DEFAULT_SEED + seed`)."""
+        return any(p.random for p in [*self.transforms, self.code])
+
+    @property
+    def depends_on_seed(self) -> bool:
+        """Another calibration sample or replicate seed can change the technique, so it
+        is run over several seeds (float32, fp16, binary, truncation, native codes:
+        no, one run is the answer)."""
+        return self.learns or self.random
 
     def fit(self, X_cal: np.ndarray) -> Technique:
         """Fit every part in order on calibration vectors only."""
@@ -852,29 +993,91 @@ def technique_names() -> list[str]:
     return sorted(set(PRESETS) | set(CODES))
 
 
-def build_transform(part: str) -> Transform:
+def _check_seed(seed: int) -> None:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def build_transform(part: str, seed: int = 0) -> Transform:
     """One transform from its name: a TRANSFORMS key, or `base<k>` written `base128`.
 
-    Raises `KeyError(part)` for anything else (including `trunc`, `trunc0`, `trunc<k>`).
+    A random transform draws from `DEFAULT_SEED + seed`. Raises `KeyError(part)` for
+    anything else (including `trunc`, `trunc0`, `trunc<k>`).
     """
+    _check_seed(seed)
     cls = TRANSFORMS.get(part)
     if cls is not None and not part.endswith(PARAM):
-        return cls()
+        return cls(seed=DEFAULT_SEED + seed) if cls.random else cls()
     m = _PARAM_NAME.fullmatch(part)
     if m and m["base"] + PARAM in TRANSFORMS:
         return TRANSFORMS[m["base"] + PARAM](int(m["k"]))
     raise KeyError(part)
 
 
-def parse_technique(name: str) -> Technique:
-    """Build a technique from a preset name or a `transform+...+code` spec.
+def _split_spec(name: str) -> tuple[str, list[str], str]:
+    """(spec, transform parts, code) of a preset or `transform+...+code` name.
 
-    Raises `KeyError` with the offending part for an unknown name: the code is
-    checked first, then the transforms left to right.
+    Raises `KeyError(code)` for an unknown code; transforms are not checked here.
     """
     spec = PRESETS.get(name, name)
     *parts, code = spec.split("+")
     if code not in CODES:
         raise KeyError(code)
+    return spec, parts, code
+
+
+def parse_technique(name: str, seed: int = 0) -> Technique:
+    """Build a technique from a preset name or a `transform+...+code` spec.
+
+    `seed` is the replicate seed: random transforms (haar, pca-haar, hadamard,
+    hadamard-pad, ITQ's Haar start) draw from `DEFAULT_SEED + seed`, so seed 0 is
+    the technique every name meant before seeds existed, and the same name and seed
+    always give byte-identical codes on the same calibration. Parts that are not
+    random ignore it (another seed changes them only through another calibration
+    sample, which the caller draws). Raises `KeyError` with the offending part for
+    an unknown name: the code is checked first, then the transforms left to right;
+    `ValueError` for a seed that is not a non-negative integer.
+    """
+    _check_seed(seed)
+    spec, parts, code = _split_spec(name)
+    transforms = [build_transform(t, seed) for t in parts]
+    return Technique(
+        name=name, spec=spec, transforms=transforms, code=CODES[code](), seed=int(seed)
+    )
+
+
+def control_spec(spec_or_name: str) -> str | None:
+    """The float control of a technique: its transform chain with the float32 code.
+
+    A chain with a transform that does not keep cosines (`keeps_cosines` False:
+    centring, ITQ (it centres), svd and pca-haar (they project out the directions
+    without calibration variance), truncation) changes the float geometry itself,
+    which can help or hurt before any code; its retention is read against this
+    control, e.g. `itq+binary` -> `itq+float32`, `trunc192+int8` ->
+    `trunc192+float32`, the preset `rotated-binary` -> `svd+float32`,
+    `center+svd+ternary` -> `center+svd+float32`. The control keeps every
+    transform in order, isometries included (`center+haar+binary` ->
+    `center+haar+float32`), so it must be built with the same seed and fitted on the
+    same calibration as the technique.
+
+    None when no control is needed: a code alone, a chain of isometries only (haar,
+    hadamard, hadamard-pad: cosines kept, the float baseline is the control), a
+    chain already ending in float32, and provider-native codes (no float chain).
+    Search options after a slash are dropped: the control of `itq+binary/rescore4`
+    (or `/asym`) is `itq+float32`, a plain exhaustive search with the transformed
+    float vectors, i.e. the geometry the code approximates. `/rescore<k>` re-ranks
+    its candidates with the untransformed float vectors (or int8 copies of them),
+    so for a rescored technique the control measures the transformed geometry that
+    picks the candidates, not the re-ranking. Raises `KeyError` with the offending
+    part for an unknown name, as `parse_technique` does.
+    """
+    from embedbench.native import native_kind
+
+    base = spec_or_name.split("/")[0]
+    if native_kind(base) is not None:
+        return None
+    _, parts, code = _split_spec(base)
     transforms = [build_transform(t) for t in parts]
-    return Technique(name=name, spec=spec, transforms=transforms, code=CODES[code]())
+    if code == Float32.name or all(t.keeps_cosines for t in transforms):
+        return None
+    return "+".join([*parts, Float32.name])

@@ -14,7 +14,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+PACKAGE = Path(__file__).resolve().parent
+
+
+def code_fingerprint(package: Path = PACKAGE) -> str:
+    """sha256 of every source file of the package: a changed quantizer, evaluator or
+    statistic changes every key, so no stale score is ever resumed."""
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 @dataclass
@@ -31,6 +42,9 @@ class EvalRecord:
     seconds: float
     params_bytes: int = 0
     requested: dict[str, list[str]] = field(default_factory=dict)  # purpose -> texts
+    seed: int = 0  # replicate: calibration sample and random draws
+    bytes_per_vector: int = 0  # the fitted code's size (searched tier)
+    secondary_bytes: int = 0  # per-vector copies kept for re-ranking
 
 
 def evaluation_key(parts: dict[str, Any]) -> str:

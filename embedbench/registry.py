@@ -41,9 +41,14 @@ def build_provider(spec: ProviderSpec, native_types: tuple[str, ...] = ()) -> Pr
         ) from None
 
 
-def build_technique(name: str) -> Technique:
+def build_technique(name: str, seed: int = 0) -> Technique:
     """A technique by preset or `transform+...+code` name, with optional retrieval
-    search options after a slash (`binary/asym`, `binary/rescore4`)."""
+    search options after a slash (`binary/asym`, `binary/rescore4`).
+
+    `seed` is the replicate seed of its random parts (`parse_technique`); seed 0 is
+    the technique the name always meant. `/rescore<k>-int8` re-ranks with an int8
+    code fitted on calibration, so it sets `search_learns` (the technique then
+    `depends_on_seed`)."""
     from embedbench.retrieval import SEARCH_OPTIONS, parse_search
 
     try:
@@ -55,13 +60,14 @@ def build_technique(name: str) -> Technique:
             ["asym", "rescore<k>", "rescore<k>-int8"],
             SEARCH_OPTIONS,
         ) from None
-    tech = _build_base(base)
+    tech = _build_base(base, seed)
     if search.suffix:
         tech.name, tech.spec = name, f"{tech.spec}/{search.suffix}"
+    tech.search_learns = search.rescore is not None and search.rescore_with == "int8"
     return tech
 
 
-def _build_base(name: str) -> Technique:
+def _build_base(name: str, seed: int = 0) -> Technique:
     from embedbench.native import KINDS, PREFIX, native_kind, native_technique
 
     if native_kind(name) is not None:
@@ -70,7 +76,7 @@ def _build_base(name: str) -> Technique:
         except KeyError:
             raise unknown_name("native technique", name, [PREFIX + k for k in KINDS]) from None
     try:
-        return parse_technique(name)
+        return parse_technique(name, seed)
     except KeyError as e:
         part = e.args[0]
         if part == name:

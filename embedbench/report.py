@@ -25,30 +25,11 @@ from typing import Any
 
 from embedbench.compare import read_retention
 from embedbench.errors import UserError
-from embedbench.runner import CellResult, RunResult
+from embedbench.results import COLUMNS, CellResult, row_values
+from embedbench.runner import CODE, RunResult
 
 log = logging.getLogger("embedbench")
 
-COLUMNS = [
-    "task",
-    "provider",
-    "model",
-    "technique",
-    "spec",
-    "dim",
-    "bits_per_dim",
-    "bytes_per_vector",
-    "size_multiplier",
-    "params_bytes",
-    "score",
-    "float_score",
-    "retention",
-    "ci_low",
-    "ci_high",
-    "verdict",
-    "interval_method",
-    "calibration",
-]
 PACKAGES = [
     "embedbench",
     "mteb",
@@ -64,31 +45,6 @@ PACKAGES = [
 ]
 
 
-def row_values(r: CellResult) -> dict[str, str]:
-    """One CSV row, every number at a fixed precision."""
-    ret = r.retention
-    return {
-        "task": r.task,
-        "provider": r.provider,
-        "model": r.model,
-        "technique": r.technique,
-        "spec": r.spec,
-        "dim": str(r.dim),
-        "bits_per_dim": f"{r.bits_per_dim:g}",
-        "bytes_per_vector": str(r.bytes_per_vector),
-        "size_multiplier": f"{r.size_multiplier:g}",
-        "params_bytes": str(r.params_bytes),
-        "score": f"{r.score:.6f}",
-        "float_score": f"{r.float_score:.6f}",
-        "retention": f"{ret.retention:.2f}",
-        "ci_low": f"{ret.ci_low:.2f}",
-        "ci_high": f"{ret.ci_high:.2f}",
-        "verdict": ret.verdict,
-        "interval_method": r.interval_method,
-        "calibration": r.calibration,
-    }
-
-
 def csv_text(rows: list[CellResult]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
@@ -98,74 +54,121 @@ def csv_text(rows: list[CellResult]) -> str:
     return buf.getvalue()
 
 
+def _ci(r: CellResult) -> str:
+    ret = r.retention
+    return "" if ret.verdict == "baseline" else f" [{ret.ci_low:.2f}, {ret.ci_high:.2f}]"
+
+
+def _seeds(r: CellResult) -> str:
+    return f"{r.spread.low:.2f}–{r.spread.high:.2f} ({r.spread.n})" if r.spread else ""
+
+
+def _control(r: CellResult) -> str:
+    c = r.control_retention
+    if c is None:
+        return ""
+    return f"{c.retention:.2f} [{c.ci_low:.2f}, {c.ci_high:.2f}] vs {r.control}"
+
+
 def markdown_table(rows: list[CellResult]) -> str:
     """The retention table a person reads (also printed by the CLI)."""
     head = (
-        "| task | provider:model | technique | bits/dim | size × | score | retention % "
-        "[95% CI] | verdict |\n|---|---|---|---:|---:|---:|---:|---|\n"
+        "| task | provider:model | technique | bits/dim | bytes fast + secondary | size × "
+        "| score | retention % [95% CI] | verdict | seeds: min–max (n) | vs float control % "
+        "|\n|---|---|---|---:|---:|---:|---:|---:|---|---:|---|\n"
     )
     lines = []
     for r in rows:
         v = row_values(r)
-        ci = "" if r.retention.verdict == "baseline" else f" [{v['ci_low']}, {v['ci_high']}]"
+        tech = r.technique + (" (control)" if r.role == "control" else "")
         lines.append(
-            f"| {r.task} | {r.provider}:{r.model} | {r.technique} | {v['bits_per_dim']} "
-            f"| {v['size_multiplier']} | {v['score']} | {v['retention']}{ci} "
-            f"| {r.retention.verdict} |"
+            f"| {r.task} | {r.provider}:{r.model} | {tech} | {v['bits_per_dim']} "
+            f"| {r.bytes_per_vector} + {r.secondary_bytes} | {v['size_multiplier']} "
+            f"| {v['score']} | {v['retention']}{_ci(r)} | {r.retention.verdict} "
+            f"| {_seeds(r)} | {_control(r)} |"
         )
     return head + "\n".join(lines) + "\n"
 
 
 def markdown(result: RunResult, images: list[str] | None = None) -> str:
     """The run's retention.md; `images` are figure files beside it, linked relatively."""
-    cfg = result.config
+    cfg, ev = result.config, result.config.evaluation
     methods = sorted({r.interval_method for r in result.rows if r.interval_method})
-    return (
+    mc = max((r.retention.mc_error for r in result.rows), default=0.0)
+    text = (
         f"# Retention: {cfg.name}\n\n"
         "score = mteb main score (fraction); retention = 100 × score / float score on the same "
         "task, split and evaluator settings; float and decoded vectors are "
-        f"{'L2-normalised' if cfg.evaluation.normalize else 'not normalised'} alike. "
-        f"Calibration: {cfg.calibration.split} split, at most {cfg.calibration.max_texts} texts "
-        f"(seed {cfg.calibration.seed}), never evaluation texts. Intervals: "
-        f"{'; '.join(methods) or 'none'}, {cfg.evaluation.bootstrap} resamples "
-        f"(seed {cfg.evaluation.seed}).\n\n"
+        f"{'L2-normalised' if ev.normalize else 'not normalised'} alike. "
+        f"Calibration: {cfg.calibration.split} split (retrieval: the searched corpus, "
+        f"transductive), at most {cfg.calibration.max_texts} texts (seed "
+        f"{cfg.calibration.seed}), never an evaluation text (checked after Unicode and "
+        f"whitespace normalisation). Intervals: {'; '.join(methods) or 'none'}, at least "
+        f"{ev.bootstrap} resamples (seed {ev.seed}), Monte Carlo error of the endpoints at "
+        f"most {mc:.3f} points. Verdicts: loss / gain when the interval excludes 100, "
+        f"equivalent when it lies within 100 ± {ev.margin:g}, otherwise inconclusive. "
+        f"Seeds: techniques with a fitted or random part run over {ev.seeds} calibration "
+        "samples and random draws; the interval is seed 0's, the spread is across seeds. "
+        "Sizes: bytes per vector in the searched tier + bytes kept for re-ranking; size × = "
+        "4·dim / their total. A transform that changes the float geometry (centring, ITQ, "
+        "the null-space projection of svd, truncation) gets a float control, the same "
+        "chain without a code; 'vs float control' is the code's own cost.\n"
+    )
+    if any(r.spec.startswith("svd+") for r in result.rows):
+        text += (
+            "\nThe seed's rotated presets (`rotated-*` = `svd+...`) rotate *uncentred* vectors "
+            "onto the principal axes of the centred calibration set (directions without "
+            "calibration variance dropped); centring first (`center+svd+...`) thresholds "
+            "each axis at its mean instead of at zero.\n"
+        )
+    return (
+        text
+        + "\n"
         + markdown_table(result.rows)
-        + "\n## Best per size budget\n\n"
+        + "\n## Best per size budget (footprint: fast + secondary bytes; selected on test)\n\n"
         + budget_table(result.rows)
         + image_links(images)
     )
 
 
 def _cell(r: CellResult) -> str:
-    ret = r.retention
-    ci = "" if ret.verdict == "baseline" else f" [{ret.ci_low:.2f}, {ret.ci_high:.2f}]"
-    return f"{r.technique}: {ret.retention:.2f}{ci}"
+    return f"{r.technique}: {r.retention.retention:.2f}{_ci(r)}" + (
+        f", seeds {_seeds(r)}" if r.spread else ""
+    )
 
 
-def budget_table(rows: list[CellResult]) -> str:
-    """Per task and size budget (bits per vector): the best technique next to the best
-    of the seed's presets at the same budget."""
+def budget_table(rows: list[CellResult], by: str = "total") -> str:
+    """Per task and size budget, the best technique next to the best seed preset.
+
+    Budgets are bits per vector of the deployment footprint (`by="total"`: code plus
+    what re-ranking keeps) or of the searched tier alone (`by="fast"`). The winner is
+    picked on the same test items it reports, so it is labelled "selected on test":
+    its retention is biased upward as a maximum of several noisy estimates.
+    """
     from embedbench.quantize import PRESETS
+
+    def bits(r: CellResult) -> int:
+        return 8 * (r.total_bytes if by == "total" else r.bytes_per_vector)
 
     groups: dict[tuple[str, str, str, int], list[CellResult]] = {}
     for r in rows:
-        groups.setdefault((r.task, r.provider, r.model, 8 * r.bytes_per_vector), []).append(r)
+        if r.role != "control":
+            groups.setdefault((r.task, r.provider, r.model, bits(r)), []).append(r)
+    label = "footprint" if by == "total" else "searched tier"
     lines = [
-        "| task | provider:model | bits/vector | size × | best technique: retention % [95% CI] "
-        "| best seed preset |",
+        f"| task | provider:model | bits/vector ({label}) | size × | best technique, selected "
+        "on test: retention % [95% CI] | best seed preset |",
         "|---|---|---:|---:|---|---|",
     ]
     order = {k: i for i, k in enumerate(dict.fromkeys((r.task, r.provider, r.model) for r in rows))}
-    for (task, provider, model, bits), group in sorted(
+    for (task, provider, model, b), group in sorted(
         groups.items(), key=lambda kv: (order[kv[0][:3]], -kv[0][3])
     ):
         best = max(group, key=lambda r: r.retention.retention)
         presets = [r for r in group if r.technique in PRESETS]
         seed = _cell(max(presets, key=lambda r: r.retention.retention)) if presets else "—"
-        lines.append(
-            f"| {task} | {provider}:{model} | {bits} | {best.size_multiplier:g} "
-            f"| {_cell(best)} | {seed} |"
-        )
+        size = 4 * best.dim * 8 / b
+        lines.append(f"| {task} | {provider}:{model} | {b} | {size:.4g} | {_cell(best)} | {seed} |")
     return "\n".join(lines) + "\n"
 
 
@@ -214,9 +217,14 @@ def manifest(result: RunResult, wall_seconds: float, cache_path: Path) -> dict[s
         "config_sha256": cfg.hash(),
         "versions": versions(),
         "git": git_commit(),
+        "code_sha256": CODE,
         "data": result.sources,
         "calibration": result.calibration,
-        "seeds": {"calibration": cfg.calibration.seed, "bootstrap": cfg.evaluation.seed},
+        "seeds": {
+            "calibration": cfg.calibration.seed,
+            "bootstrap": cfg.evaluation.seed,
+            "replicates": cfg.evaluation.seeds,
+        },
         "texts_embedded": result.texts_embedded,
         "texts_from_cache": result.texts_from_cache,
         "providers": result.fetch,
@@ -241,9 +249,22 @@ def write_atomic_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def write_predictions(folder: Path, files: list[tuple[str, bytes]]) -> None:
+    """Write the run's predictions; older prediction files no longer indexed are removed."""
+    for name, data in files:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic_bytes(path, data)
+    keep = {folder / name for name, _ in files}
+    for old in folder.rglob("*.json.gz"):
+        if old not in keep:
+            old.unlink()
+
+
 def write_outputs(result: RunResult, wall_seconds: float, cache_path: Path) -> Path:
     out = result.config.output_dir()
     out.mkdir(parents=True, exist_ok=True)
+    write_predictions(out / "predictions", result.predictions.files())
     write_atomic(out / "retention.csv", csv_text(result.rows))
     facts = manifest(result, wall_seconds, cache_path)
     body = json.dumps(facts, indent=2, sort_keys=True)
@@ -407,8 +428,9 @@ def html_report(
         f"<style>{CSS}</style></head><body>",
         f"<h1>Retention: {_e(name)}</h1>",
         "<p>score = mteb main score (fraction); retention = 100 × score / float score on the "
-        "same task, split and evaluator settings, with a paired 95% bootstrap interval; a row "
-        "whose interval covers 100 is reported as “no measurable change”.</p>",
+        "same task, split and evaluator settings, with a paired 95% bootstrap interval. Verdicts: "
+        "loss or gain when the interval excludes 100, equivalent when it lies inside the "
+        "stated margin around 100, otherwise inconclusive.</p>",
     ]
     fact_rows = _facts(facts)
     if fact_rows:

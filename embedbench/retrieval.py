@@ -12,8 +12,7 @@
   decoded documents), and optionally re-ranks a candidate window with float or int8
   document vectors.
 - `per_query_ndcg` recomputes mteb's nDCG@k per query from its saved predictions
-  with the same pytrec_eval measure mteb uses; `retrieval_interval` is the paired
-  bootstrap over queries of the retention ratio.
+  with the same pytrec_eval measure mteb uses (the items `stats.Items` resamples).
 
 Ranking rule. pytrec_eval (and so mteb) orders a query's returned documents by score,
 descending, ties by document id, descending. `CodeSearch` returns, per query, exactly
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,7 +45,6 @@ Lookup = Callable[[list[str], Any], np.ndarray]  # (texts, PromptType) -> float3
 RescoreWith = Literal["float", "int8"]
 SUBSET = "default"
 CORPUS_FILE, QUERIES_FILE, QRELS_DIR = "corpus.jsonl", "queries.jsonl", "qrels"
-INTERVAL_METHOD = "paired bootstrap over test queries (nDCG@10)"
 
 
 # --------------------------------------------------------------------------- data
@@ -196,11 +193,11 @@ def calibration_texts(task: Any, split: str, max_texts: int, seed: int) -> list[
     sampling as `LoadedTask.calibration_texts` (sorted seeded sample). Embed these
     with the *document* purpose.
     """
-    held_out = all_query_texts(task)
-    unique = [t for t in dict.fromkeys(corpus_texts(task, split)) if t not in held_out]
-    if len(unique) > max_texts:
-        unique = sorted(random.Random(seed).sample(unique, max_texts))
-    return unique
+    from embedbench.tasks import normalize_text, sample_texts
+
+    held_out = {normalize_text(t) for t in all_query_texts(task)}
+    docs = dict.fromkeys(corpus_texts(task, split))
+    return sample_texts([t for t in docs if normalize_text(t) not in held_out], max_texts, seed)
 
 
 PURPOSE_BY_PROMPT = {"query": "query", "document": "document"}
@@ -537,34 +534,6 @@ def per_query_ndcg(
 def mteb_mean(per_query: Mapping[str, float]) -> float:
     """mteb's aggregate of per-query scores: their mean, rounded to 5 decimals."""
     return round(sum(per_query.values()) / len(per_query), 5)
-
-
-def retrieval_interval(
-    per_query_float: Mapping[str, float],
-    per_query_tech: Mapping[str, float],
-    n_boot: int,
-    seed: int,
-    chunk: int = 200,
-) -> tuple[float, float]:
-    """Paired percentile bootstrap (percent) of mean(tech) / mean(float) over queries.
-
-    The same resampled queries score both sides (as `stats.sts_retention`): 95%
-    interval = 2.5th and 97.5th percentiles of 100 · ratio over `n_boot` resamples.
-    Both dicts must hold the same query ids.
-    """
-    if set(per_query_float) != set(per_query_tech):
-        raise ValueError("per-query scores of the float and technique runs cover other queries")
-    qids = sorted(per_query_float)
-    f = np.array([per_query_float[q] for q in qids], dtype=np.float64)
-    t = np.array([per_query_tech[q] for q in qids], dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    ratios = []
-    for start in range(0, n_boot, chunk):
-        idx = rng.integers(0, len(qids), size=(min(chunk, n_boot - start), len(qids)))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios.append(t[idx].mean(axis=1) / f[idx].mean(axis=1))
-    lo, hi = np.percentile(100.0 * np.concatenate(ratios), [2.5, 97.5])
-    return float(lo), float(hi)
 
 
 @dataclass(frozen=True)

@@ -28,15 +28,19 @@ from embedbench.config import Config, ProviderSpec
 from embedbench.evaluate import EvalJob, prepare, run_job
 from embedbench.executor import run_jobs
 from embedbench.native import native_kind
+from embedbench.predictions import CellPredictions, PredictionWriter
 from embedbench.providers.base import FetchStats, Provider, fetch
+from embedbench.quantize import control_spec
 from embedbench.records import (
     EvalRecord,
     RecordStore,
+    code_fingerprint,
     evaluation_key,
     remove_stale_temporaries,
     write_json_atomic,
 )
 from embedbench.registry import build_provider, build_technique
+from embedbench.results import CellResult
 from embedbench.tasks import LoadedTask, load_task
 
 # (phase, description, done, total); phases: "embed", "evaluate"
@@ -97,27 +101,6 @@ class EmbeddingStore:
 
 
 @dataclass
-class CellResult:
-    """One row of the retention table."""
-
-    task: str
-    provider: str
-    model: str
-    technique: str
-    spec: str
-    dim: int
-    bits_per_dim: float
-    bytes_per_vector: int
-    size_multiplier: float
-    params_bytes: int
-    score: float
-    float_score: float
-    retention: stats.Retention
-    interval_method: str
-    calibration: str
-
-
-@dataclass
 class RunResult:
     config: Config
     rows: list[CellResult] = field(default_factory=list)
@@ -127,6 +110,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     evaluations: dict[str, int] = field(default_factory=lambda: {"run": 0, "resumed": 0})
     skipped: list[str] = field(default_factory=list)  # cells that do not apply
+    predictions: PredictionWriter = field(default_factory=PredictionWriter)
 
     @property
     def texts_embedded(self) -> int:
@@ -155,8 +139,9 @@ def _text_digest(texts: list[str]) -> str:
     return h.hexdigest()
 
 
-# a new embedbench or mteb release re-evaluates instead of resuming older records
+# a new embedbench or mteb release, or any change to the code, re-evaluates
 _VERSIONS = {p: metadata.version(p) for p in ("embedbench", "mteb")}
+CODE = code_fingerprint()
 
 
 @dataclass
@@ -169,8 +154,11 @@ class _Group:
     cal_texts: list[str]
     X_cal: np.ndarray
     baseline: EvalRecord
+    store: EmbeddingStore
+    calibration_label: str = ""
     natives: tuple[str, ...] = ()  # native outputs this provider returns in this run
-    keys: dict[str, str] = field(default_factory=dict)  # technique -> evaluation key
+    keys: dict[tuple[str, int], str] = field(default_factory=dict)  # (technique, seed) -> key
+    cal_by_seed: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 class _Sweep:
@@ -205,15 +193,17 @@ class _Sweep:
             self.result.sources[name] = self.tasks[name].source
         return self.tasks[name]
 
-    def key(self, spec: ProviderSpec, lt: LoadedTask, technique_spec: str) -> str:
+    def key(self, spec: ProviderSpec, lt: LoadedTask, technique_spec: str, seed: int = 0) -> str:
         """Everything that determines an evaluation's result (not the bootstrap settings)."""
         ev = self.config.evaluation
         return evaluation_key(
             {
                 "versions": _VERSIONS,
+                "code": CODE,
                 "provider": spec.key,
                 "task": lt.name,
                 "technique": technique_spec,
+                "seed": seed,
                 "data": lt.source,
                 "calibration": self.config.calibration.model_dump(mode="json"),
                 "evaluation": {
@@ -224,7 +214,7 @@ class _Sweep:
             }
         )
 
-    def job(self, group: _Group, technique: str, key: str, vectors=None) -> EvalJob:
+    def job(self, group: _Group, technique: str, key: str, vectors=None, seed: int = 0) -> EvalJob:
         return EvalJob(
             key=key,
             task=group.lt.name,
@@ -233,9 +223,19 @@ class _Sweep:
             technique=technique,
             provider_key=group.spec.key,
             model=group.model,
-            calibration=group.X_cal,
+            calibration=self.calibration(group, seed),
             vectors=vectors or {},
+            seed=seed,
         )
+
+    def calibration(self, group: _Group, seed: int) -> np.ndarray:
+        """Calibration vectors of replicate `seed`: another seeded sample of the same split."""
+        if seed not in group.cal_by_seed:
+            cal = self.config.calibration
+            texts = group.lt.calibration_texts(cal.split, cal.max_texts, cal.seed + seed)
+            with self.timer("embed"):
+                group.cal_by_seed[seed] = group.store.get(texts, group.lt.purpose)
+        return group.cal_by_seed[seed]
 
     def record(self, rec: EvalRecord) -> None:
         self.records.put(rec)
@@ -254,16 +254,22 @@ class _Sweep:
             for purpose, texts in needed.items():
                 store.get(texts, purpose)
             X_cal = store.get(cal_texts, lt.purpose)
+        overlap = lt.calibration_overlap(cal_texts)
+        source = overlap.pop("source") or cal.split
         self.result.calibration[f"{spec.key}/{lt.name}"] = {
-            "split": _cal_source(lt, cal.split),
+            "split": source,
             "texts": len(cal_texts),
             "seed": cal.seed,
+            "replicate_seeds": [cal.seed + s for s in range(self.config.evaluation.seeds)],
             "texts_sha256": _text_digest(cal_texts),
-            "touches_eval_texts": False,
+            "overlap_check": "NFKC and whitespace normalised",
+            **overlap,
         }
         key = self.key(spec, lt, BASELINE)
         baseline = self.records.get(key)
-        group = _Group(spec, provider.model, lt, cal_texts, X_cal, baseline)  # type: ignore[arg-type]
+        group = _Group(spec, provider.model, lt, cal_texts, X_cal, baseline, store)  # type: ignore[arg-type]
+        group.cal_by_seed[0] = X_cal
+        group.calibration_label = f"{source}:{len(cal_texts)}"
         if baseline is None:
             with self.timer("evaluate"):
                 baseline = run_job(self.job(group, BASELINE, key), get=store.get, lt=lt)
@@ -273,63 +279,118 @@ class _Sweep:
         group.baseline = baseline
         return group
 
-    def pending_jobs(self, group: _Group, store: EmbeddingStore) -> list[EvalJob]:
-        """Jobs for the techniques of `group` without a record; resumed ones are noted."""
+    def seeds(self, technique: str) -> range:
+        """Replicates of a technique: K when it has a fitted or random part, else one."""
+        depends = build_technique(technique).depends_on_seed
+        return range(self.config.evaluation.seeds if depends else 1)
+
+    def pending_jobs(self, group: _Group) -> list[EvalJob]:
+        """Jobs for the techniques (× seeds) of `group` without a record."""
         requested = group.baseline.requested
         jobs = []
-        for name in self.techniques(group):
+        for name, _role in self.techniques(group):
             spec = build_technique(name).spec
-            key = group.keys[name] = self.key(group.spec, group.lt, spec)
-            if spec == BASELINE or self.records.get(key) is not None:
-                self.result.evaluations["resumed"] += spec != BASELINE
-                continue
-            kind = native_kind(name.split("/")[0])
-            outputs = {p: f"{p}#{kind}" if kind else p for p in requested}
-            vectors = {
-                outputs[p]: (texts, store.get(texts, outputs[p])) for p, texts in requested.items()
-            }
-            jobs.append(self.job(group, name, key, vectors))
+            for seed in self.seeds(name):
+                key = group.keys[name, seed] = self.key(group.spec, group.lt, spec, seed)
+                if spec == BASELINE or self.records.get(key) is not None:
+                    self.result.evaluations["resumed"] += spec != BASELINE
+                    continue
+                kind = native_kind(name.split("/")[0])
+                outputs = {p: f"{p}#{kind}" if kind else p for p in requested}
+                vectors = {
+                    outputs[p]: (texts, group.store.get(texts, outputs[p]))
+                    for p, texts in requested.items()
+                }
+                jobs.append(self.job(group, name, key, vectors, seed))
         return jobs
 
     def rows(self, group: _Group) -> None:
-        """Retention rows of one group, in the grid's technique order."""
+        """Retention rows of one group, in the grid's technique order, controls last."""
         lt, base, d = group.lt, group.baseline, group.X_cal.shape[1]
-        cal = self.config.calibration
-        for name in self.techniques(group):
+        ev = self.config.evaluation
+        gold = list(lt.gold()) if lt.type != "Retrieval" else None
+        items = stats.Items(lt.type, gold)
+        chance = stats.chance_level(lt.type, gold)
+        writer = self.result.predictions
+        writer.task(lt.name, lt.type, gold)
+        for name, role in self.techniques(group):
             tech = build_technique(name)
-            rec = base if tech.spec == BASELINE else self.records_get(group.keys[name])
-            interval = None
+            recs = [
+                base if tech.spec == BASELINE else self.records_get(group.keys[name, s])
+                for s in self.seeds(name)
+            ]
+            rec = recs[0]
+            interval = control = control_ret = None
             if rec is not base:
                 with self.timer("bootstrap"):
-                    interval = _interval(lt, base, rec, self.config)
-            write_json_atomic(
-                self.out / "mteb" / slug(group.spec.key) / slug(tech.spec) / f"{lt.name}.json",
-                rec.task_result,
+                    interval = stats.retention_interval(
+                        items,
+                        base.predictions,
+                        rec.predictions,
+                        ev.bootstrap,
+                        ev.seed,
+                        ev.mc_target,
+                    )
+                    control = control_spec(name)
+                    if control and applies(control, lt, group.natives):
+                        ctl = self.records_get(group.keys[control, 0])
+                        ctl_interval = stats.retention_interval(
+                            items,
+                            ctl.predictions,
+                            rec.predictions,
+                            ev.bootstrap,
+                            ev.seed,
+                            ev.mc_target,
+                        )
+                        control_ret = stats.retention(rec.score, ctl.score, ctl_interval, ev.margin)
+            if rec is base or rec.seed == 0:
+                write_json_atomic(
+                    self.out / "mteb" / slug(group.spec.key) / slug(tech.spec) / f"{lt.name}.json",
+                    rec.task_result,
+                )
+            provider = group.spec.name
+            writer.cell(
+                CellPredictions(
+                    lt.name, provider, group.model, name, lt.type, rec.score, rec.predictions
+                )
             )
             self.result.rows.append(
                 CellResult(
                     task=lt.name,
-                    provider=group.spec.name,
+                    provider=provider,
                     model=group.model,
                     technique=name,
                     spec=tech.spec,
+                    role="baseline" if rec is base else role,
                     dim=d,
-                    bits_per_dim=tech.bits_per_dim(d),
-                    bytes_per_vector=tech.bytes_per_vector(d),
-                    size_multiplier=tech.size_multiplier(d),
+                    bytes_per_vector=rec.bytes_per_vector or tech.bytes_per_vector(d),
+                    secondary_bytes=rec.secondary_bytes,
                     params_bytes=rec.params_bytes,
                     score=rec.score,
                     float_score=base.score,
-                    retention=stats.retention(rec.score, base.score, interval),
+                    retention=stats.retention(rec.score, base.score, interval, ev.margin),
                     interval_method=stats.BOOTSTRAP_METHODS[lt.type] if interval else "",
-                    calibration=f"{_cal_source(lt, cal.split)}:{len(group.cal_texts)}",
+                    calibration=group.calibration_label,
+                    control=control if control_ret else "",
+                    control_retention=control_ret,
+                    chance_corrected=stats.chance_corrected(rec.score, base.score, chance)
+                    if rec is not base
+                    else None,
+                    spread=stats.seed_spread([100.0 * r.score / base.score for r in recs])
+                    if len(recs) > 1
+                    else None,
                 )
             )
 
-    def techniques(self, group: _Group) -> list[str]:
-        """The grid's techniques that apply to a group: search options need a retrieval
-        task, native outputs a provider that has them."""
-        return [t for t in self.config.techniques if applies(t, group.lt, group.natives)]
+    def techniques(self, group: _Group) -> list[tuple[str, str]]:
+        """(technique, role) of a group: the grid's techniques that apply (search options
+        need a retrieval task, native outputs a provider that has them), then the float
+        control of every technique whose transforms change the float geometry."""
+        listed = [t for t in self.config.techniques if applies(t, group.lt, group.natives)]
+        controls = [c for t in listed if (c := control_spec(t)) and c not in listed]
+        return [(t, "technique") for t in listed] + [
+            (c, "control") for c in dict.fromkeys(controls)
+        ]
 
     def records_get(self, key: str) -> EvalRecord:
         rec = self.finished.get(key) or self.records.get(key)
@@ -352,16 +413,16 @@ class _Sweep:
                     group = self.group(spec, provider, lt, store)
                     group.natives = natives
                     groups.append(group)
-                    jobs.extend(self.pending_jobs(group, store))
+                    jobs.extend(self.pending_jobs(group))
             finally:
                 provider.close()
                 self.result.fetch[spec.key] = counters.as_dict()
-        self.n_cells = sum(len(self.techniques(g)) for g in groups)
+        self.n_cells = sum(len(g.keys) for g in groups)
         self.result.skipped = [
             f"{g.spec.key} × {g.lt.name} × {t}"
             for g in groups
             for t in self.config.techniques
-            if t not in self.techniques(g)
+            if not applies(t, g.lt, g.natives)
         ]
         self.done = self.n_cells - len(jobs)
         self.progress("evaluate", "", self.done, self.n_cells)
@@ -373,10 +434,6 @@ class _Sweep:
         for group in groups:
             self.rows(group)
         return self.result
-
-
-def _cal_source(lt: LoadedTask, split: str) -> str:
-    return "corpus" if lt.type == "Retrieval" else split
 
 
 def applies(technique: str, lt: LoadedTask, natives: tuple[str, ...]) -> bool:
@@ -401,17 +458,6 @@ def _open_provider(spec: ProviderSpec, config: Config) -> tuple[Provider, tuple[
         provider.close()
         provider = build_provider(spec, natives)
     return provider, natives
-
-
-def _interval(lt: LoadedTask, base: EvalRecord, rec: EvalRecord, config: Config):
-    n, seed = config.evaluation.bootstrap, config.evaluation.seed
-    if lt.type == "STS":
-        return stats.sts_retention(lt.gold(), base.predictions, rec.predictions, n, seed)
-    if lt.type == "Retrieval":
-        from embedbench.retrieval import retrieval_interval
-
-        return retrieval_interval(base.predictions, rec.predictions, n, seed)
-    return stats.classification_retention(lt.gold(), base.predictions, rec.predictions, n, seed)
 
 
 def run_sweep(

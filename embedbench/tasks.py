@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,11 +136,42 @@ class LoadedTask:
                 f"calibration.split: '{split}' is the evaluation split of {self.name}; "
                 "calibrating on it leaks test data (use 'train' or 'validation')"
             )
-        held_out = set(self.eval_texts())
-        unique = [t for t in dict.fromkeys(self.texts(split)) if t not in held_out]
-        if len(unique) > max_texts:
-            unique = sorted(random.Random(seed).sample(unique, max_texts))
-        return unique
+        held_out = {normalize_text(t) for t in self.eval_texts()}
+        unique = [t for t in dict.fromkeys(self.texts(split)) if normalize_text(t) not in held_out]
+        return sample_texts(unique, max_texts, seed)
+
+    def calibration_overlap(self, cal_texts: list[str]) -> dict[str, Any]:
+        """Which evaluated texts the calibration set touched, computed after Unicode (NFKC)
+        and whitespace normalisation. Retrieval calibrates on the searched corpus:
+        "transductive" (allowed, and said); its queries must never be touched."""
+        cal = {normalize_text(t) for t in cal_texts}
+        if self.type == "Retrieval":
+            from embedbench import retrieval
+
+            docs = {normalize_text(t) for t in retrieval.corpus_texts(self.task, self.eval_split)}
+            queries = {normalize_text(t) for t in retrieval.all_query_texts(self.task)}
+            n_docs, n_queries = len(cal & docs), len(cal & queries)
+            return {
+                "source": "corpus, transductive" if n_docs else "corpus",
+                "touches_eval_texts": bool(n_docs or n_queries),
+                "evaluated_documents_touched": n_docs,
+                "evaluated_queries_touched": n_queries,
+            }
+        n = len(cal & {normalize_text(t) for t in self.eval_texts()})
+        return {"source": "", "touches_eval_texts": n > 0, "evaluated_texts_touched": n}
+
+
+def normalize_text(text: str) -> str:
+    """NFKC, whitespace runs as one space, stripped: how near-twins are recognised
+    (Banking77 has test texts whose train twins differ only by a newline)."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def sample_texts(unique: list[str], max_texts: int, seed: int) -> list[str]:
+    """A seeded sample of at most `max_texts` texts, sorted (order-independent)."""
+    if len(unique) > max_texts:
+        return sorted(random.Random(seed).sample(unique, max_texts))
+    return unique
 
 
 def known_tasks() -> list[str]:

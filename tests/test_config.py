@@ -67,7 +67,11 @@ def test_quickstart_loads():
     assert [p.label for p in cfg.providers] == ["local:sentence-transformers/all-MiniLM-L6-v2"]
     assert cfg.output_dir() == Path("results/quickstart")
     assert cfg.calibration.split == "train" and cfg.calibration.max_texts == 5000
-    assert cfg.evaluation.normalize is True and cfg.evaluation.bootstrap == 1000
+    assert (
+        cfg.evaluation.normalize is True
+        and cfg.evaluation.bootstrap == 2000
+        and cfg.evaluation.seeds == 5
+    )
     # run order: provider, then task, then technique
     cells = cfg.cells()
     assert [(c.task, c.technique) for c in cells[:2]] == [
@@ -86,6 +90,7 @@ def test_quickstart_hash_is_stable(tmp_path):
     shuffled = dict(reversed(list(data.items())))
     assert load_config(_write(tmp_path, shuffled)).hash() == h
     minimal = {k: v for k, v in data.items() if k not in ("calibration", "evaluation")}
+    minimal["evaluation"] = {"seeds": 5}  # the one evaluation setting that is not a default
     assert parse_config(minimal).hash() == h
     # any real change does
     assert parse_config({**data, "evaluation": {"seed": 43}}).hash() != h

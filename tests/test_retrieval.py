@@ -336,25 +336,6 @@ def test_lookups_use_the_right_purpose_and_fit_never_sees_queries(small, fitted)
         R.CodeSearch(bow, tech, None, rescore_multiplier=2, rescore_with="int8")
 
 
-# ----------------------------------------------------------------------------- interval
-
-
-def test_retrieval_interval():
-    rng = np.random.default_rng(0)
-    f = {str(i): float(v) for i, v in enumerate(rng.uniform(0.2, 1, 300))}
-    assert R.retrieval_interval(f, f, 500, 1) == (100.0, 100.0)
-    t = {q: v * 0.9 for q, v in f.items()}
-    lo, hi = R.retrieval_interval(f, t, 500, 1)
-    assert lo == pytest.approx(90.0) and hi == pytest.approx(90.0)
-    noisy = {q: max(0.0, v + rng.normal(0, 0.2)) for q, v in t.items()}
-    lo, hi = R.retrieval_interval(f, noisy, 1000, 7)
-    point = 100 * sum(noisy.values()) / sum(f.values())
-    assert lo < point < hi and hi - lo < 15
-    assert (lo, hi) == R.retrieval_interval(f, noisy, 1000, 7)
-    with pytest.raises(ValueError, match="other queries"):
-        R.retrieval_interval(f, {"x": 1.0}, 100, 0)
-
-
 # ----------------------------------------------------------------------------- real model
 
 

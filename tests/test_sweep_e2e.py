@@ -53,6 +53,7 @@ def sweep(tmp_path_factory, data_dir, cache_file):
         tasks=["STSBenchmark", "Banking77Classification"],
         techniques=["classic", "scalar", "rotated-binary"],
         calibration={"max_texts": 2000},
+        evaluation={"seeds": 2, "mc_target": 0.02},
         output=str(tmp / "out"),
     )
     proc = run_cli("run", str(cfg), "--data-dir", str(data_dir), "--cache", str(cache_file))
@@ -63,7 +64,7 @@ def sweep(tmp_path_factory, data_dir, cache_file):
 def test_classic_reproduces_published_mteb_scores(sweep):
     out, _ = sweep
     rows = {(r["task"], r["technique"]): r for r in _rows(out)}
-    assert len(rows) == 6
+    assert len(rows) == 8  # three techniques and rotated-binary's float control, per task
     # mteb's published all-MiniLM-L6-v2 scores: 0.8203247 and 0.8004221.
     assert float(rows["STSBenchmark", "classic"]["score"]) == pytest.approx(0.8203247, abs=5e-5)
     assert float(rows["Banking77Classification", "classic"]["score"]) == pytest.approx(
@@ -103,8 +104,41 @@ def test_outputs_manifest_and_mteb_results(sweep):
         assert cal["split"] == "train" and cal["texts"] == 2000
         assert cal["touches_eval_texts"] is False
     results = list((out / "mteb").rglob("Banking77Classification.json"))
-    assert len(results) == 3  # the float baseline, scalar and rotated-binary runs
+    assert len(results) == 4  # the float baseline, scalar, rotated-binary and its control
+    assert manifest["code_sha256"] and manifest["git"]["dirty"] in (True, False)
+    assert manifest["seeds"]["replicates"] == 2
     assert (out / "retention.md").read_text().startswith("# Retention: e2e")
+
+
+def test_seeds_controls_chance_and_predictions(sweep):
+    """Fitted techniques run over 2 seeds; the svd chain gets its float control; classification
+    rows carry a chance-corrected retention; every row's predictions are written and
+    reproduce its score."""
+    from embedbench import stats
+    from embedbench.predictions import RunPredictions
+
+    out, _ = sweep
+    rows = _rows(out)
+    by = {(r["task"], r["technique"]): r for r in rows}
+    for task in ("STSBenchmark", "Banking77Classification"):
+        rb = by[task, "rotated-binary"]
+        assert rb["n_seeds"] == "2" and rb["control"] == "svd+float32"
+        assert float(rb["seed_low"]) <= float(rb["retention"]) <= float(rb["seed_high"])
+        assert rb["control_retention"] and float(rb["ci_mc_error"]) <= 0.02
+        assert by[task, "svd+float32"]["role"] == "control"
+        assert by[task, "classic"]["n_seeds"] == "1" and by[task, "classic"]["seed_low"] == ""
+        assert rb["verdict"] in ("loss", "gain", "equivalent", "inconclusive")
+    bank = by["Banking77Classification", "scalar"]
+    chance = 40 / 3080  # Banking77's test set: 40 texts per class
+    want = 100 * (float(bank["score"]) - chance) / (float(bank["float_score"]) - chance)
+    assert float(bank["retention_chance_corrected"]) == pytest.approx(want, abs=0.02)
+    assert by["STSBenchmark", "scalar"]["retention_chance_corrected"] == ""
+    preds = RunPredictions.load(out)
+    assert preds is not None
+    for r in rows:
+        cell = preds.cell(r["task"], r["provider"], r["model"], r["technique"])
+        items = stats.Items(preds.kind(r["task"]), preds.gold(r["task"]))
+        assert items.point(cell.predictions) == pytest.approx(float(r["score"]), abs=1e-6)
 
 
 def test_rerun_is_free_and_byte_identical(tmp_path, data_dir, cache_file, sweep):
@@ -139,4 +173,4 @@ def test_rerun_is_free_and_byte_identical(tmp_path, data_dir, cache_file, sweep)
     fp16 = next(r for r in _rows(tmp_path / "b") if r["technique"] == "fp16")
     # the lossless control: retention 100 within its interval
     assert float(fp16["ci_low"]) <= 100.0 <= float(fp16["ci_high"])
-    assert fp16["verdict"] == "no measurable change"
+    assert fp16["verdict"] == "equivalent"

@@ -60,12 +60,29 @@ def test_retrieval_sweep(tmp_path, small_scifact):
     # a rescoring window that covers the corpus gives float search back exactly
     assert float(rows["binary/rescore1000"]["score"]) == pytest.approx(base, abs=1e-5)
     assert rows["binary/asym"]["spec"] == "binary/asym"
-    assert rows["binary"]["bits_per_dim"] == "1" and rows["binary"]["calibration"] == "corpus:200"
+    assert rows["binary"]["bits_per_dim"] == "1"
+    assert rows["binary"]["calibration"] == "corpus, transductive:200"
+    # storage: a rescored search keeps float (or int8) copies beside the codes
+    full = rows["binary/rescore1000"]
+    assert (full["bytes_per_vector"], full["secondary_bytes_per_vector"]) == ("48", "1536")
+    assert full["total_bytes_per_vector"] == "1584" and float(full["size_multiplier"]) < 1
+    assert full["fast_size_multiplier"] == "32"
+    int8 = rows["scalar/rescore2-int8"]
+    assert (int8["secondary_bytes_per_vector"], int8["total_bytes_per_vector"]) == ("384", "768")
+    assert rows["binary"]["secondary_bytes_per_vector"] == "0"
+    # a rescored search returns its top 10: no metric of a deeper cutoff is kept
+    rescored = json.loads(next((out / "mteb").rglob("binary_rescore1000/SciFact.json")).read_text())
+    plain = json.loads(next((out / "mteb").rglob("binary/SciFact.json")).read_text())
+    (entry,) = rescored["scores"]["test"]
+    assert "ndcg_at_10" in entry and "recall_at_5" in entry
+    assert not [k for k in entry if "_at_100" in k or "_at_20" in k]
+    assert "recall_at_100" in plain["scores"]["test"][0]
     for name in techniques[1:]:
         assert rows[name]["interval_method"].startswith("paired bootstrap over test queries")
     manifest = json.loads((out / "manifest.json").read_text())
     cal = manifest["calibration"]["local:sentence-transformers/all-MiniLM-L6-v2/SciFact"]
-    assert cal["split"] == "corpus" and cal["texts"] == 200
+    assert cal["split"] == "corpus, transductive" and cal["texts"] == 200
+    assert cal["touches_eval_texts"] is True and cal["evaluated_queries_touched"] == 0
     folder = small_scifact / "SciFact"
     docs = (folder / "corpus.jsonl").read_text().splitlines()
     queries = {json.loads(q)["text"] for q in (folder / "queries.jsonl").read_text().splitlines()}

@@ -47,3 +47,31 @@ def test_needed_texts_cover_what_mteb_encodes(banking):
 def test_missing_local_folder_offline_is_one_clear_line(data_dir):
     with pytest.raises(UserError, match=r"no folder .*STS12 and the hub cannot be reached"):
         load_task("STS12", data_dir)
+
+
+def test_calibration_drops_near_twins_of_test_texts(data_dir):
+    """Banking77 has test texts whose train twins differ only in whitespace: calibration
+    compares after Unicode and whitespace normalisation, and the overlap it reports is
+    computed."""
+    from embedbench.tasks import load_task, normalize_text
+
+    lt = load_task("Banking77Classification", data_dir)
+    test = set(lt.eval_texts())
+    norm_test = {normalize_text(t) for t in test}
+    twins = [t for t in lt.texts("train") if t not in test and normalize_text(t) in norm_test]
+    assert twins, "expected whitespace twins of test texts in Banking77's train split"
+    cal = lt.calibration_texts("train", 100_000, 0)
+    assert not set(twins) & set(cal)
+    assert lt.calibration_overlap(cal)["touches_eval_texts"] is False
+    assert lt.calibration_overlap(cal + twins[:1])["evaluated_texts_touched"] == 1
+
+
+def test_retrieval_calibration_is_reported_transductive(data_dir):
+    from embedbench.tasks import load_task
+
+    lt = load_task("SciFact", data_dir)
+    cal = lt.calibration_texts("train", 500, 0)
+    overlap = lt.calibration_overlap(cal)
+    assert overlap["source"] == "corpus, transductive"
+    assert overlap["evaluated_documents_touched"] == 500
+    assert overlap["evaluated_queries_touched"] == 0

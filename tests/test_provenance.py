@@ -1,0 +1,52 @@
+"""Records are keyed by the code that decides them; the manifest says what made a run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from embedbench import records
+
+
+def test_code_fingerprint_changes_with_any_source_change(tmp_path):
+    pkg = tmp_path / "embedbench"
+    shutil.copytree(records.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    before = records.code_fingerprint(pkg)
+    assert before == records.code_fingerprint(records.PACKAGE)
+    quantize = pkg / "quantize.py"
+    quantize.write_text(quantize.read_text() + "\n# a changed quantizer\n")
+    assert records.code_fingerprint(pkg) != before
+
+
+def test_evaluation_keys_change_with_the_code(monkeypatch, tmp_path):
+    """A changed quantizer (any source change) never resumes a stale score."""
+    from types import SimpleNamespace
+
+    from embedbench import runner
+    from embedbench.config import parse_config
+
+    config = parse_config(
+        {
+            "name": "k",
+            "providers": ["local:m"],
+            "tasks": ["STSBenchmark"],
+            "techniques": ["binary"],
+            "output": str(tmp_path / "out"),
+        }
+    )
+    sweep = runner._Sweep(config, None, None, runner._noop, resume=True)
+    lt = SimpleNamespace(name="STSBenchmark", source={"kind": "hub"})
+    key = sweep.key(config.providers[0], lt, "binary")
+    assert runner.CODE == records.code_fingerprint()
+    assert sweep.key(config.providers[0], lt, "binary", seed=1) != key
+    monkeypatch.setattr(runner, "CODE", "another code")
+    assert sweep.key(config.providers[0], lt, "binary") != key
+
+
+def test_manifest_records_commit_and_dirty_tree():
+    from embedbench.report import git_commit
+
+    git = git_commit()
+    assert set(git) == {"commit", "dirty"}
+    if Path(records.PACKAGE.parent / ".git").exists():
+        assert git["commit"] and isinstance(git["dirty"], bool)
