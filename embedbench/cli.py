@@ -173,6 +173,15 @@ def stats(path: str | None) -> None:
     metavar="COL",
     help="a column not to use as cell identity (repeatable)",
 )
+@click.option(
+    "--bootstrap",
+    "n_boot",
+    type=click.IntRange(min=100),
+    default=2000,
+    show_default=True,
+    help="paired bootstrap resamples (up to 8× more until a 95% bound is stable to 0.01)",
+)
+@click.option("--seed", type=int, default=42, show_default=True, help="bootstrap seed")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable result")
 def compare(
     new: str,
@@ -181,6 +190,8 @@ def compare(
     allow_missing: bool,
     fail_on_baseline_change: bool,
     ignore_column: tuple[str, ...],
+    n_boot: int,
+    seed: int,
     as_json: bool,
 ) -> None:
     """Compare run NEW with run BASELINE cell by cell; exit 1 on a regression.
@@ -190,14 +201,17 @@ def compare(
     both tables have.
 
     \b
-    Regression: a cell's retention, or its score × 100, drops by more than
-    --max-drop points AND, when both rows carry a 95% interval (all but the
-    float-baseline rows), the drop is outside noise:
-        drop > sqrt((ret_b - ci_low_b)^2 + (ci_high_n - ret_n)^2)
-    i.e. beyond the 95% half-width of the difference of two independent
-    estimates (for the score, the same half-widths × float score). Float-baseline
-    rows are gated by --max-drop alone. A float score that moved by more than
-    1e-4 is a warning (a failure with --fail-on-baseline-change).
+    Regression: a cell's retention drop, or its score drop (× 100), exceeds
+    --max-drop points. Rule "paired", when both runs kept per-item predictions
+    (<run>/predictions/) that reproduce their tables: the cell also fails when
+    the 95th percentile of the drop over bootstrap resamples of the test items
+    exceeds --max-drop; each resample scores both runs' float and technique
+    predictions on the same items, so the cell passes only if the drop is shown
+    to be at most --max-drop. (Each table's own interval is test-set sampling,
+    shared by two runs on the same items: not run-to-run noise.) Rule "point",
+    when a side lacks usable predictions (a warning says why) and for the float
+    baseline rows: the drop alone. A float score that moved by more than 1e-4 is
+    a warning (a failure with --fail-on-baseline-change).
 
     \b
     Exit codes: 0 pass; 1 regression; 2 a missing or malformed file, or cells
@@ -211,6 +225,8 @@ def compare(
             allow_missing=allow_missing,
             fail_on_baseline_change=fail_on_baseline_change,
             ignore_columns=ignore_column,
+            n_boot=n_boot,
+            seed=seed,
         )
     except EmbedbenchError as e:
         if as_json:
@@ -218,7 +234,7 @@ def compare(
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
     else:
         click.echo(result.text(), nl=False)
     if result.grid_mismatch:

@@ -1,52 +1,47 @@
 """Compare two runs cell by cell: the CI gate behind `embedbench compare NEW BASELINE`.
 
-Inputs. Each side is a run folder (its `retention.csv` is read, and `manifest.json`
-when present) or a `retention.csv` file. Columns are read by name; columns this
-version does not know are tolerated.
+Inputs. Each side is a run folder (its `retention.csv`, and `manifest.json` and
+`predictions/` when present) or a `retention.csv` file (its folder is the run folder).
+Cells are matched on (task, provider, model, technique) plus every *identity* column
+both tables have: a column this version does not know (`NOT_IDENTITY` lists the known
+measurements and descriptions), unless `--ignore-column` names it.
 
-Matching. Cells are matched on (task, provider, model, technique) plus every
-*identity* column present in both tables. Identity columns are the columns this
-version does not know as a measurement or a description (e.g. a future rescoring
-multiplier or provider-options key); known non-identity columns are `spec, dim,
-bits_per_dim, bytes_per_vector, bits_per_vector, size_multiplier, params_bytes,
-score, float_score, retention, ci_low, ci_high, verdict, interval_method,
-calibration`. `--ignore-column` removes a column from the identity. A column present
-on one side only is ignored for matching (and reported).
+Why not the tables' intervals. A row's 95% interval is test-set sampling: how its
+retention would vary over *other* test items. Two runs of a deterministic pipeline
+score the *same* items, so that sampling is shared and cancels in their difference;
+it is not run-to-run noise (read as such, it let a genuine 2-point drop pass on 17 of
+60 cells). The gate asks whether the change lowered the score on these items.
 
-Regression rule (exit 1). For a matched cell let
+Rule "paired". When both runs have per-item predictions (`embedbench.predictions`) of
+a technique cell and of its float baseline (the row of the same task, provider and
+model with verdict "baseline" and the cell's float_score), the gold is identical (same
+items; for retrieval the same query ids), and each prediction set reproduces its
+table's score (1e-5 plus rounding), the four sets -- baseline float bf and technique
+bt, new float nf and technique nt -- are scored on the same bootstrap resamples of the
+test items (`stats.paired_bootstrap`) for
 
-    d_ret   = retention_baseline - retention_new            (points of retention %)
-    d_score = 100 * (score_baseline - score_new)            (points of the main score)
+    retention drop = 100·bt/bf − 100·nt/nf      score drop = 100·(bt − nt)
 
-A drop d (either of the two) is a regression when d > max_drop (default 1.0) and,
-when both rows carry a 95% interval (neither is a float-baseline row), the drop is
-also outside noise:
+(points, positive = worse). The cell regresses when a drop of the tables exceeds
+max_drop (default 1) or its one-sided 95% upper bound (95th percentile over resamples)
+does: it passes only if the bootstrap shows at 95% that the drop is at most max_drop.
+An identical rerun has drop 0 on every resample (so none is drawn: `resamples` 0). A
+change that moves many items both ways (other random seeds) can fail with no mean drop
+if the test set is too small to bound its effect.
 
-    d_ret   > noise     = sqrt((ret_b - ci_low_b)**2 + (ci_high_n - ret_n)**2)
-    d_score > noise_s   = sqrt(((ret_b - ci_low_b) * float_b)**2
-                               + ((ci_high_n - ret_n) * float_n)**2)
+Rule "point". Otherwise (a side has no predictions, e.g. an older embedbench; they do
+not reproduce the table; the gold differs) a cell regresses when a drop exceeds
+max_drop; one warning line counts these cells and says why (a cell's note adds details).
+Float-baseline rows always use it on their score: deterministic for a given model,
+data and mteb version. A float score that moved by more than 1e-4 is a warning (a
+failure with `--fail-on-baseline-change`): retentions then have other baselines.
 
-`noise` is the 95% half-width of the difference of two independent estimates
-(sqrt of the summed squared half-widths), each taken on the side facing the other
-(the baseline's lower half, the new run's upper half; percentile intervals are
-asymmetric); `noise_s` is the same in score points (a retention point is
-`float_score` score points). Both runs score the same test items, so the two
-estimates are positively correlated and the true half-width of their difference is
-smaller: the rule errs towards not failing on noise. The float-baseline rows
-(verdict "baseline") have no interval and retention 100 by definition, so their
-score is gated by max_drop alone: it is deterministic for a given model, data and
-mteb version, and a drop there is a real change.
-
-Float baseline moved. When a (task, provider, model) float score differs between
-the runs by more than 1e-4, the output warns: retentions are then relative to
-different baselines (a model, provider, data or mteb change). That alone does not
-fail unless `--fail-on-baseline-change` is given; a float drop beyond max_drop fails
-through the rule above in any case.
+Checks. A row with a non-finite or absurd number (|x| > 1e6), or an inverted or
+absurdly wide (> 1000 points) interval, is malformed. `--json` never prints NaN.
 
 Exit codes: 0 no regression; 1 a regression (or a moved baseline with
-`--fail-on-baseline-change`); 2 a file missing or malformed (one line), or the grids
-differ: cells on one side only are named, `--allow-missing` compares the common
-cells and lists the rest.
+`--fail-on-baseline-change`); 2 a file missing or malformed (one line), or cells on
+one side only (named; `--allow-missing` compares the common cells).
 """
 
 from __future__ import annotations
@@ -54,35 +49,50 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from embedbench import stats
 from embedbench.errors import UserError
+from embedbench.predictions import RunPredictions
 
 BASE_KEY = ("task", "provider", "model", "technique")
 NUMERIC = ("score", "float_score", "retention")
 INTERVAL = ("ci_low", "ci_high")
 REQUIRED = (*BASE_KEY, *NUMERIC, *INTERVAL, "verdict")
-DESCRIPTIVE = (
-    "spec",
-    "dim",
-    "bits_per_dim",
-    "bytes_per_vector",
-    "bits_per_vector",
-    "size_multiplier",
-    "params_bytes",
-    "interval_method",
-    "calibration",
+# What a cell is (a change is noted beside the cell), and further measurements; neither
+# is identity nor gated.
+DESCRIPTIVE = tuple(
+    "spec dim bits_per_dim bytes_per_vector bits_per_vector size_multiplier params_bytes "
+    "calibration role control secondary_bytes_per_vector total_bytes_per_vector "
+    "fast_size_multiplier n_seeds".split()
 )
-NOT_IDENTITY = frozenset((*NUMERIC, *INTERVAL, "verdict", *DESCRIPTIVE))
+MEASURED = tuple(
+    "interval_method ci_mc_error control_retention control_ci_low control_ci_high "
+    "retention_chance_corrected seed_low seed_high seed_sd".split()
+)
+NOT_IDENTITY = frozenset((*NUMERIC, *INTERVAL, "verdict", *DESCRIPTIVE, *MEASURED))
 BASELINE_MOVE = 1e-4  # float_score difference that counts as "the baseline moved"
 EPS = 1e-6  # the tables carry 2 (retention) and 6 (score) decimals
+ABSURD = 1e6  # |number| beyond this is not a score or a retention
+MAX_CI_WIDTH = 1000.0  # points of retention
+SCORE_TOL = 1e-5 + 5e-7  # predictions vs the table's 6-decimal score
+ROUNDED = {"Retrieval": 5e-6}  # mteb rounds the retrieval main score to 5 decimals
+# A gate's 95% bound is drawn until its Monte Carlo standard error is ≤ MC_TARGET points,
+# up to MAX_BOOT_FACTOR × --bootstrap resamples (a note flags a bound that close to max-drop).
+MC_TARGET = 0.01
+MAX_BOOT_FACTOR = 8
 RULE = (
-    "a retention or score drop (points) is a regression when drop > max-drop and, if both "
-    "rows carry a 95% interval, drop > sqrt((ret_b - ci_low_b)^2 + (ci_high_n - ret_n)^2) "
-    "(score: those half-widths x float score)"
+    "a retention or score drop (points, positive = worse) fails when it exceeds max-drop; "
+    "rule paired (both runs have per-item predictions): also when the 95th percentile of "
+    "the drop over bootstrap resamples of the test items, shared by both runs' float and "
+    "technique predictions, exceeds max-drop; rule point (no usable predictions, and "
+    "float-baseline rows): the drop alone"
 )
 
 
@@ -105,18 +115,15 @@ class Row:
     line: int
 
     @property
-    def has_interval(self) -> bool:
-        return self.verdict != "baseline" and self.ci_low is not None and self.ci_high is not None
+    def is_baseline(self) -> bool:
+        return self.verdict == "baseline"
+
+    @property
+    def cell(self) -> tuple[str, str, str, str]:
+        return tuple(self.values[c] for c in BASE_KEY)  # type: ignore[return-value]
 
     def brief(self) -> dict[str, Any]:
-        return {
-            "score": self.score,
-            "float_score": self.float_score,
-            "retention": self.retention,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "verdict": self.verdict,
-        }
+        return {k: getattr(self, k) for k in (*NUMERIC, *INTERVAL, "verdict")}
 
 
 @dataclass
@@ -126,6 +133,20 @@ class Table:
     columns: list[str]
     rows: list[Row]
     manifest: dict[str, Any] | None = None
+    predictions: RunPredictions | None = None
+
+    def float_row(self, row: Row) -> Row | None:
+        """The float-baseline row of `row`: same task, provider, model; verdict baseline."""
+        found = [
+            r
+            for r in self.rows
+            if r.is_baseline
+            and r.cell[:3] == row.cell[:3]
+            and abs(r.score - row.float_score) <= 2 * EPS
+        ]
+        first = [r for r in found if r.values["technique"] == "classic"]
+        first += [r for r in found if r.values.get("spec") == "float32"]
+        return (first + found + [None])[0]
 
 
 def _number(text: str | None, where: str, column: str, optional: bool = False) -> float | None:
@@ -138,6 +159,8 @@ def _number(text: str | None, where: str, column: str, optional: bool = False) -
         raise UserError(f"{where}: column '{column}' is not a number: '{text}'") from None
     if not math.isfinite(value):
         raise UserError(f"{where}: column '{column}' is not a finite number: '{text}'")
+    if abs(value) > ABSURD:
+        raise UserError(f"{where}: column '{column}' is absurd: '{text}' (|value| > {ABSURD:g})")
     return value
 
 
@@ -201,7 +224,7 @@ def read_retention(
 
 
 def load_table(path: str | Path) -> Table:
-    """Read and check a run's retention table (and its manifest when beside it)."""
+    """Read and check a run's retention table (and its manifest and predictions)."""
     csv_path, header, records = read_retention(path, REQUIRED)
     ident = [*BASE_KEY, *extra_identity(header)]
     rows: list[Row] = []
@@ -215,14 +238,24 @@ def load_table(path: str | Path) -> Table:
         if key in seen:
             raise UserError(f"{where}: duplicate cell {cell_name(rec)} (also line {seen[key]})")
         seen[key] = line
+        lo = _number(rec["ci_low"], where, "ci_low", optional=True)
+        hi = _number(rec["ci_high"], where, "ci_high", optional=True)
+        if lo is not None and hi is not None:
+            if lo > hi:
+                raise UserError(f"{where}: column 'ci_low' {lo:g} > 'ci_high' {hi:g}: inverted")
+            if hi - lo > MAX_CI_WIDTH:
+                raise UserError(
+                    f"{where}: column 'ci_high' {hi:g}: interval [{lo:g}, {hi:g}] wider "
+                    f"than {MAX_CI_WIDTH:g} points"
+                )
         rows.append(
             Row(
                 values=rec,
                 score=_number(rec["score"], where, "score"),
                 float_score=_number(rec["float_score"], where, "float_score"),
                 retention=_number(rec["retention"], where, "retention"),
-                ci_low=_number(rec["ci_low"], where, "ci_low", optional=True),
-                ci_high=_number(rec["ci_high"], where, "ci_high", optional=True),
+                ci_low=lo,
+                ci_high=hi,
                 verdict=rec["verdict"].strip(),
                 line=line,
             )
@@ -236,7 +269,8 @@ def load_table(path: str | Path) -> Table:
             manifest = None  # the table is what is compared; the manifest is context only
         if not isinstance(manifest, dict):
             manifest = None
-    return Table(str(path), csv_path, header, rows, manifest)
+    preds = RunPredictions.load(csv_path.parent)
+    return Table(str(path), csv_path, header, rows, manifest, preds)
 
 
 def cell_name(values: dict[str, str], extra: list[str] | tuple[str, ...] = ()) -> str:
@@ -246,33 +280,124 @@ def cell_name(values: dict[str, str], extra: list[str] | tuple[str, ...] = ()) -
     return name + (f" ({', '.join(more)})" if more else "")
 
 
+# --------------------------------------------------------------------------- paired drops
+
+
+@dataclass(frozen=True)
+class Paired:
+    """One-sided 95% upper bounds of a cell's drops over paired resamples (points)."""
+
+    retention_bound: float
+    score_bound: float
+    resamples: int
+    mc_error: float
+
+
+class NotPaired(Exception):
+    """Why a cell falls back to the point rule: `reason` (for the warning) and detail."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail or reason
+
+
+DROPS = (  # statistics of the scores of [bf, bt, nf, nt] on each resample
+    lambda s: 100.0 * s[:, 1] / s[:, 0] - 100.0 * s[:, 3] / s[:, 2],  # retention drop
+    lambda s: 100.0 * (s[:, 1] - s[:, 3]),  # score drop
+)
+
+
+def _side(table: Table, side: str, row: Row) -> tuple[str, Any, list[Any]]:
+    """(kind, gold, [float predictions, technique predictions]) of one run's cell."""
+    if table.predictions is None:
+        raise NotPaired(f"{side} has no predictions/ folder (made by an older embedbench?)")
+    if sum(r.cell == row.cell for r in table.rows) > 1:
+        raise NotPaired("predictions are per (task, provider, model, technique), not unique here")
+    base = table.float_row(row)
+    if base is None:
+        raise NotPaired(f"{side} has no float-baseline row with the cell's float_score")
+    out = []
+    for r in (base, row):
+        cell = table.predictions.cell(*r.cell)
+        if cell is None:
+            raise NotPaired(
+                f"{side} lacks predictions of some cells",
+                f"{side} has no predictions of {r.values['technique']}",
+            )
+        out.append((cell.predictions, r))
+    kind = table.predictions.kind(row.values["task"]) or cell.kind
+    return kind, table.predictions.gold(row.values["task"]), out
+
+
+def paired_drops(new: Table, baseline: Table, b: Row, n: Row, n_boot: int, seed: int) -> Paired:
+    """The paired bootstrap of one matched cell's drops, or NotPaired (module docstring)."""
+    kb, gb, sb = _side(baseline, "BASELINE", b)
+    kn, gn, sn = _side(new, "NEW", n)
+    if kb != kn or kb not in stats.BOOTSTRAP_METHODS:
+        raise NotPaired("the task kinds differ or have no bootstrap", f"kinds {kb} / {kn}")
+    if gb != gn:
+        raise NotPaired("the runs' gold differs (other items)")
+    preds = [p for p, _ in sb + sn]
+    if kb == "Retrieval" and any(set(p) != set(preds[0]) for p in preds):
+        raise NotPaired("the runs' query ids differ")
+    items = stats.Items(kb, gb)
+    try:
+        mats = [items.matrix(p) for p in preds]
+        if len({m.shape for m in mats}) != 1:
+            raise ValueError("prediction sets of different shapes")
+        for side, (p, r) in zip(("BASELINE",) * 2 + ("NEW",) * 2, sb + sn, strict=True):
+            again = items.point(p)
+            if not abs(again - r.score) <= SCORE_TOL + ROUNDED.get(kb, 0.0):
+                raise NotPaired(
+                    "predictions do not reproduce the table's score",
+                    f"{side} predictions of {r.values['technique']} give {again:.6f}, "
+                    f"its table {r.score:.6f}",
+                )
+        if np.array_equal(mats[0], mats[2]) and np.array_equal(mats[1], mats[3]):
+            return Paired(0.0, 0.0, 0, 0.0)  # the same predictions: drop 0 on every resample
+        opts = dict(n_boot=n_boot, seed=seed, quantiles=(95.0,), mc_target=MC_TARGET)
+        opts["max_resamples"] = MAX_BOOT_FACTOR * n_boot
+        r, s = (stats.paired_bootstrap(items, preds, f, **opts) for f in DROPS)
+    except ValueError as e:
+        raise NotPaired("the predictions cannot be resampled", f"bootstrap: {e}") from None
+    return Paired(r.values[0], s.values[0], r.resamples, max(r.mc_error, s.mc_error))
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def _finite(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, nd)
+
+
 @dataclass
 class CellDiff:
     key: dict[str, str]
     name: str
-    status: str  # regression | within noise | improved | ok | only in new | only in baseline
+    status: str  # regression | improved | ok | only in new | only in baseline
     baseline: Row | None = None
     new: Row | None = None
+    rule: str | None = None  # paired | point (matched cells)
     retention_drop: float | None = None  # points, positive = worse
     score_drop: float | None = None  # score points (100 × fraction), positive = worse
-    noise: float | None = None  # retention points; None when a side has no interval
-    score_noise: float | None = None
+    paired: Paired | None = None  # the 95% upper bounds of the drops (rule paired)
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        def r(x: float | None, nd: int = 4) -> float | None:
-            return None if x is None else round(x, nd)
-
+        p = self.paired
         return {
             **self.key,
             "name": self.name,
             "status": self.status,
+            "rule": self.rule,
             "baseline": self.baseline.brief() if self.baseline else None,
             "new": self.new.brief() if self.new else None,
-            "retention_delta": r(None if self.retention_drop is None else -self.retention_drop),
-            "score_delta": r(None if self.score_drop is None else -self.score_drop),
-            "noise": r(self.noise),
-            "score_noise": r(self.score_noise),
+            "retention_delta": _finite(self.retention_drop and -self.retention_drop),
+            "score_delta": _finite(self.score_drop and -self.score_drop),
+            "retention_drop_bound95": _finite(p and p.retention_bound),
+            "score_drop_bound95": _finite(p and p.score_bound),
+            "resamples": p and p.resamples,
+            "mc_error": _finite(p and p.mc_error),
             "notes": self.notes,
         }
 
@@ -340,17 +465,20 @@ class Comparison:
         )
 
     def summary(self) -> str:
-        n_noise = sum(c.status == "within noise" for c in self.cells)
+        rules = Counter(c.rule for c in self.matched)
         code = self.exit_code
         verdict = {0: "PASS", 1: "FAIL", 2: "GRID MISMATCH"}[code]
         text = (
-            f"{verdict}: {len(self.matched)} cells matched, {len(self.regressions)} "
-            f"regression(s), {n_noise} drop(s) within noise, "
+            f"{verdict}: {len(self.matched)} cells matched ({rules['paired']} paired, "
+            f"{rules['point']} point), {len(self.regressions)} regression(s), "
             f"{len(self.only_new)} only in new, {len(self.only_baseline)} only in baseline "
             f"(max drop {self.max_drop:g} points)"
         )
         if self.regressions:
-            worst = ", ".join(f"{c.name} ({-_worst_drop(c):+.2f})" for c in self.regressions[:8])
+            worst = ", ".join(
+                f"{c.name} ({-max(c.retention_drop, c.score_drop):+.2f}, rule {c.rule})"
+                for c in self.regressions[:8]
+            )
             more = f" and {len(self.regressions) - 8} more" if len(self.regressions) > 8 else ""
             text += f"\nregressed: {worst}{more}"
         if code == 1 and not self.regressions:
@@ -361,8 +489,8 @@ class Comparison:
         """A markdown diff table, then context, warnings and the summary."""
         head = (
             "| task | provider:model | technique | baseline % [95% CI] | new % [95% CI] "
-            "| Δ retention | Δ score ×100 | noise ± | status |\n"
-            "|---|---|---|---:|---:|---:|---:|---:|---|\n"
+            "| Δ retention | Δ score ×100 | drop ≤ (95%) ret / score | rule | status |\n"
+            "|---|---|---|---:|---:|---:|---:|---:|---|---|\n"
         )
         extra = self.identity[len(BASE_KEY) :]
         lines = []
@@ -373,11 +501,13 @@ class Comparison:
             status = c.status.upper() if c.status == "regression" else c.status
             if c.notes:
                 status += "; " + "; ".join(c.notes)
+            p = c.paired
+            bound = f"{p.retention_bound:.2f} / {p.score_bound:.2f}" if p else ""
             lines.append(
                 f"| {c.key['task']} | {c.key['provider']}:{c.key['model']} | {tech} "
                 f"| {_ret_cell(c.baseline)} | {_ret_cell(c.new)} "
                 f"| {_signed(c.retention_drop)} | {_signed(c.score_drop)} "
-                f"| {'' if c.noise is None else f'{c.noise:.2f}'} | {status} |"
+                f"| {bound} | {c.rule or ''} | {status} |"
             )
         out = [head + "\n".join(lines)]
         out += [f"note: {line}" for line in self.context]
@@ -407,10 +537,6 @@ class Comparison:
         }
 
 
-def _worst_drop(c: CellDiff) -> float:
-    return max(c.retention_drop or 0.0, c.score_drop or 0.0)
-
-
 def _signed(drop: float | None) -> str:
     """A drop shown as a signed delta (new − baseline)."""
     if drop is None:
@@ -422,44 +548,50 @@ def _signed(drop: float | None) -> str:
 def _ret_cell(row: Row | None) -> str:
     if row is None:
         return "—"
-    if row.has_interval:
+    if not row.is_baseline and row.ci_low is not None and row.ci_high is not None:
         return f"{row.retention:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}]"
     return f"{row.retention:.2f} (score {row.score:.4f})"
 
 
-def diff_cell(key: dict[str, str], name: str, base: Row, new: Row, max_drop: float) -> CellDiff:
-    """Apply the regression rule (module docstring) to one matched cell."""
-    d_ret = base.retention - new.retention
-    d_score = 100.0 * (base.score - new.score)
-    noise = score_noise = None
-    if base.has_interval and new.has_interval:
-        hb = max(base.retention - base.ci_low, 0.0)
-        hn = max(new.ci_high - new.retention, 0.0)
-        noise = math.hypot(hb, hn)
-        score_noise = math.hypot(hb * base.float_score, hn * new.float_score)
+def diff_cell(
+    key: dict[str, str],
+    name: str,
+    base: Row,
+    new: Row,
+    max_drop: float,
+    paired: Paired | None = None,
+    point_reason: str | None = None,
+) -> CellDiff:
+    """Apply the regression rule (module docstring) to one matched cell.
+
+    `paired` holds the 95% upper bounds of the drops (rule paired); without it, the
+    point rule applies (`point_reason` says why, for a technique cell).
+    """
+    drops = {"retention": base.retention - new.retention, "score": 100.0 * (base.score - new.score)}
+    bounds = {"retention": paired.retention_bound, "score": paired.score_bound} if paired else {}
     notes = []
     fails = []
-    beyond = []
-    for what, d, nz in (("retention", d_ret, noise), ("score", d_score, score_noise)):
+    for what, d in drops.items():
         if d > max_drop + EPS:
-            beyond.append(what)
-            if nz is None or d > nz + EPS:
-                fails.append(what)
+            fails.append(f"{what} drop {d:.2f} > max-drop")
+        elif bounds.get(what, -math.inf) > max_drop + EPS:
+            fails.append(f"{what} drop's 95% bound {bounds[what]:.2f} > max-drop")
     if fails:
         status = "regression"
-        beyond_what = "max-drop and noise" if noise is not None else "max-drop"
-        notes.append(f"{' and '.join(fails)} drop beyond {beyond_what}")
-    elif beyond:
-        status = "within noise"
-    elif -d_ret > max_drop + EPS or -d_score > max_drop + EPS:
+        notes += fails
+    elif min(drops.values()) < -max_drop - EPS:
         status = "improved"
     else:
         status = "ok"
+    if paired and any(abs(x - max_drop) < 2 * paired.mc_error for x in bounds.values()):
+        notes.append("a 95% bound is within Monte Carlo error of max-drop (raise --bootstrap)")
+    if point_reason:
+        notes.append(f"point rule: {point_reason}")
     if base.verdict != new.verdict:
         notes.append(f"verdict {base.verdict} → {new.verdict}")
     for c in DESCRIPTIVE:
         a, b = base.values.get(c), new.values.get(c)
-        if a is not None and b is not None and a != b and c != "interval_method":
+        if a is not None and b is not None and a != b:
             notes.append(f"{c} {a} → {b}")
     return CellDiff(
         key=key,
@@ -467,10 +599,10 @@ def diff_cell(key: dict[str, str], name: str, base: Row, new: Row, max_drop: flo
         status=status,
         baseline=base,
         new=new,
-        retention_drop=d_ret,
-        score_drop=d_score,
-        noise=noise,
-        score_noise=score_noise,
+        rule="paired" if paired else "point",
+        retention_drop=drops["retention"],
+        score_drop=drops["score"],
+        paired=paired,
         notes=notes,
     )
 
@@ -512,9 +644,13 @@ def compare_tables(
     allow_missing: bool = False,
     fail_on_baseline_change: bool = False,
     ignore_columns: tuple[str, ...] = (),
+    n_boot: int = 2000,
+    seed: int = 42,
 ) -> Comparison:
     if max_drop < 0 or not math.isfinite(max_drop):
         raise UserError(f"--max-drop must be a finite number ≥ 0, got {max_drop}")
+    if n_boot < 100:
+        raise UserError(f"--bootstrap must be at least 100 resamples, got {n_boot}")
     shared = [c for c in new.columns if c in baseline.columns]
     identity = [*BASE_KEY, *extra_identity(shared, ignore_columns)]
     extra = identity[len(BASE_KEY) :]
@@ -529,18 +665,53 @@ def compare_tables(
     b = _index(baseline, identity, new)
 
     cells: list[CellDiff] = []
+    why_point: Counter[str] = Counter()
     order = list(b) + [k for k in a if k not in b]  # the baseline's order, new cells last
     for k in order:
         key = dict(zip(identity, k, strict=True))
         name = cell_name(key, extra)
         if k in a and k in b:
-            cells.append(diff_cell(key, name, b[k], a[k], max_drop))
+            paired = reason = None
+            if not (a[k].is_baseline or b[k].is_baseline):
+                try:
+                    paired = paired_drops(new, baseline, b[k], a[k], n_boot, seed)
+                except NotPaired as e:  # the warning says why; a note only what is specific
+                    why_point[e.reason] += 1
+                    reason = e.detail if e.detail != e.reason else None
+            cells.append(diff_cell(key, name, b[k], a[k], max_drop, paired, reason))
         elif k in a:
             cells.append(CellDiff(key, name, "only in new", new=a[k]))
         else:
             cells.append(CellDiff(key, name, "only in baseline", baseline=b[k]))
+    if why_point:
+        n_tech = sum(not (c.baseline.is_baseline or c.new.is_baseline) for c in cells if c.rule)
+        warnings.append(
+            f"point rule (no paired bootstrap) for {sum(why_point.values())} of {n_tech} "
+            "technique cell(s): "
+            + "; ".join(
+                reason if len(why_point) == 1 else f"{n}: {reason}"
+                for reason, n in why_point.most_common()
+            )
+        )
+    moved, moved_warnings = _baseline_moves(a, b, extra)
+    warnings += moved_warnings
+    return Comparison(
+        new=new,
+        baseline=baseline,
+        max_drop=max_drop,
+        identity=identity,
+        cells=cells,
+        baseline_moved=moved,
+        warnings=warnings,
+        context=_manifest_context(new, baseline),
+        allow_missing=allow_missing,
+        fail_on_baseline_change=fail_on_baseline_change,
+    )
 
-    # The float baseline per (task, provider, model, extra identity): did it move?
+
+def _baseline_moves(a: dict, b: dict, extra: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each (task, provider, model) whose float score moved, and a warning for each."""
+
     def floats(index: dict[tuple[str, ...], Row]) -> dict[tuple[str, ...], float]:
         out: dict[tuple[str, ...], float] = {}
         for k, row in index.items():
@@ -548,7 +719,7 @@ def compare_tables(
         return out
 
     fa, fb = floats(a), floats(b)
-    moved = []
+    moved, warnings = [], []
     for g in fb:
         if g in fa and abs(fa[g] - fb[g]) > BASELINE_MOVE:
             group = dict(zip([*BASE_KEY[:3], *extra], g, strict=True))
@@ -567,34 +738,10 @@ def compare_tables(
                 f"({100 * (fa[g] - fb[g]):+.2f} score points); retentions are relative to "
                 "different baselines (model, provider, data or mteb changed?)"
             )
-    return Comparison(
-        new=new,
-        baseline=baseline,
-        max_drop=max_drop,
-        identity=identity,
-        cells=cells,
-        baseline_moved=moved,
-        warnings=warnings,
-        context=_manifest_context(new, baseline),
-        allow_missing=allow_missing,
-        fail_on_baseline_change=fail_on_baseline_change,
-    )
+    return moved, warnings
 
 
-def compare_runs(
-    new: str | Path,
-    baseline: str | Path,
-    max_drop: float = 1.0,
-    allow_missing: bool = False,
-    fail_on_baseline_change: bool = False,
-    ignore_columns: tuple[str, ...] = (),
-) -> Comparison:
-    """Load both sides and compare them (UserError for a missing or malformed side)."""
-    return compare_tables(
-        load_table(new),
-        load_table(baseline),
-        max_drop=max_drop,
-        allow_missing=allow_missing,
-        fail_on_baseline_change=fail_on_baseline_change,
-        ignore_columns=ignore_columns,
-    )
+def compare_runs(new: str | Path, baseline: str | Path, **options: Any) -> Comparison:
+    """Load both sides and compare them (`compare_tables` options; UserError for a
+    missing or malformed side)."""
+    return compare_tables(load_table(new), load_table(baseline), **options)
