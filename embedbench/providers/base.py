@@ -91,6 +91,10 @@ class Provider(ABC):
         """The vector length every answer must have, when known in advance."""
         return None
 
+    def known_dim(self) -> int | None:
+        """The vector length, when known before any call (for checks at `validate`)."""
+        return self.expected_dim()
+
     def check_text(self, text: str) -> None:
         """Raise `UserError` for a text this provider cannot embed (before any call)."""
         return None
