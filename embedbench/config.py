@@ -120,6 +120,8 @@ class Config(_Strict):
     def _name(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
             raise ValueError("use letters, digits, '.', '_' and '-' (it names the output folder)")
+        if len(v) > 200:
+            raise ValueError(f"at most 200 characters (it names the output folder), got {len(v)}")
         return v
 
     @field_validator("providers", mode="before")
