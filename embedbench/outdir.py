@@ -16,10 +16,10 @@ from embedbench.records import TMP_SUFFIX
 
 def check_output_dir(path: Path) -> Path:
     """Create `path` (and parents) and prove it writable, or raise one `UserError` line."""
-    if path.exists() and not path.is_dir():
-        raise UserError(f"output folder {path} is a file; give --output a folder path")
     probe = path / f".write-check.{os.getpid()}{TMP_SUFFIX}"
     try:
+        if path.exists() and not path.is_dir():
+            raise UserError(f"output folder {path} is a file; give --output a folder path")
         path.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()

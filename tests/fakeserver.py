@@ -14,6 +14,7 @@ echoes the Authorization header), malformed (200, cut JSON), wrong_dim, nan, cou
 (one vector short, batch APIs), slow (sleep `slow_seconds`, then answer), hang
 (sleep `hang_seconds`, then drop the connection unanswered).
 
+`same_vector = True`: every text gets one and the same vector (scores become NaN).
 `reject = {text, ...}`: every request holding one of these texts gets a 400 naming
 its position, as the real services do (Bedrock `#/texts/41: ...`).
 
@@ -148,6 +149,7 @@ class FakeServer:
         self.slow_seconds = 1.0
         self.hang_seconds = 30.0
         self.reject: set[str] = set()
+        self.same_vector = False
         self.record = True
         self._queue: deque[str] = deque()
         self._rng = random.Random(seed)
@@ -405,7 +407,10 @@ class FakeServer:
         body, fault, model = call.body, call.fault, call.model
         dim = body.get("output_dimension", COHERE_MODELS[model][0])
         types = body.get("embedding_types") or ["float"]
-        vecs = [fake_vector(model, body["input_type"], t, dim) for t in call.texts]
+        vecs = [
+            fake_vector(model, body["input_type"], "same" if self.same_vector else t, dim)
+            for t in call.texts
+        ]
         emb: dict[str, Any] = {}
         codes = [quantized(v) for v in vecs] if set(types) - {"float"} else []
         for t in types:
