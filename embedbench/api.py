@@ -8,6 +8,7 @@ from pathlib import Path
 from embedbench.cache import EmbeddingCache, NamespaceStats, default_cache_path
 from embedbench.compare import compare_runs
 from embedbench.config import Config, load_config
+from embedbench.outdir import check_output_dir
 from embedbench.plan import PlanRow, make_plan
 from embedbench.registry import PROVIDERS, check_config, technique_catalog
 from embedbench.report import write_outputs, write_report
@@ -41,6 +42,7 @@ def run(
     config = validate(config_path)
     if output:
         config = config.model_copy(update={"output": str(output)})
+    check_output_dir(config.output_dir())
     folder = resolve_data_dir(data_dir, config.data_dir)
     path = cache_path_for(cache, config)
     with EmbeddingCache(path) as store:
@@ -101,6 +103,7 @@ def analyze(
     config = validate(config_path)
     if output:
         config = config.model_copy(update={"output": str(output)})
+    check_output_dir(config.output_dir() / "analysis")
     folder = resolve_data_dir(data_dir, config.data_dir)
     with EmbeddingCache(cache_path_for(cache, config)) as store:
         kwargs = {"progress": progress} if progress else {}

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
+import traceback
 import warnings
 
 import click
 
 from embedbench import api
 from embedbench.errors import EmbedbenchError
+from embedbench.secrets import mask
 
 DATA_HELP = "folder with <TaskName>/<split>.jsonl (else $EMBEDBENCH_DATA_DIR, else the hub)"
 CACHE_HELP = "embedding cache file (else the config's, $EMBEDBENCH_CACHE, ~/.cache/embedbench)"
@@ -51,10 +55,18 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+DEBUG_ENV = "EMBEDBENCH_DEBUG"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="embedbench")
-def cli() -> None:
+@click.option(
+    "--debug", is_flag=True, help=f"full traceback on an internal error (or {DEBUG_ENV}=1)"
+)
+def cli(debug: bool) -> None:
     """How far can you compress your embeddings? Retention on real MTEB tasks."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
     _quiet_libraries()
 
 
@@ -230,8 +242,8 @@ def compare(
         )
     except EmbedbenchError as e:
         if as_json:
-            click.echo(json.dumps({"exit_code": e.exit_code, "status": "error", "error": str(e)}))
-        click.echo(f"error: {e}", err=True)
+            click.echo(json.dumps({"exit_code": e.exit_code, "status": "error", "error": _line(e)}))
+        click.echo(f"error: {_line(e)}", err=True)
         sys.exit(e.exit_code)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
@@ -258,7 +270,7 @@ def report(run_dir: str, x_axis: str) -> None:
     try:
         paths = api.report(run_dir, x=x_axis)
     except EmbedbenchError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {_line(e)}", err=True)
         sys.exit(e.exit_code)
     for p in paths:
         click.echo(f"wrote {p}")
@@ -297,19 +309,47 @@ def analyze(
         click.echo(f"wrote {p}")
 
 
+INTERRUPTED = "interrupted ({}); every completed batch is in the cache: rerun to resume"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI cancel), handled like Ctrl-C: one line, workers stopped, resumable."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+    raise Terminated
+
+
+def _line(e: BaseException) -> str:
+    """An error message on one line, with every known secret masked."""
+    return mask(" ".join(str(e).split()))
+
+
 def main() -> None:
     """Entry point: user mistakes exit 2 with one line, failed runs exit 1."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted; every completed batch is in the cache", err=True)
-        sys.exit(130)
+        # not `cli.main`: it turns Ctrl-C into Abort after printing a blank line
+        with cli.make_context("embedbench", sys.argv[1:]) as ctx:
+            cli.invoke(ctx)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:
+        term = isinstance(e, Terminated)
+        click.echo(INTERRUPTED.format("SIGTERM" if term else "SIGINT"), err=True)
+        sys.exit(128 + (signal.SIGTERM if term else signal.SIGINT))
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
     except EmbedbenchError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {_line(e)}", err=True)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted; every completed batch is in the cache", err=True)
-        sys.exit(130)
+    except Exception as e:  # last resort: one line, the traceback only on request
+        if os.environ.get(DEBUG_ENV) == "1":
+            click.echo(mask(traceback.format_exc()), err=True, nl=False)
+        hint = (
+            "" if os.environ.get(DEBUG_ENV) == "1" else f" (--debug or {DEBUG_ENV}=1 for details)"
+        )
+        click.echo(f"error: internal error, {type(e).__name__}: {_line(e)}{hint}", err=True)
+        sys.exit(1)

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from embedbench.errors import UserError
+from embedbench.secrets import is_secret_key, redact, remember
 
 
 class _Strict(BaseModel):
@@ -50,7 +51,7 @@ class ProviderSpec(_Strict):
     """One provider model; `options` go to the provider (batch size, region, ...)."""
 
     name: str = Field(description="provider family: local, bedrock, cohere")
-    model: str = Field(description="model name, id or local folder")
+    model: str = Field(min_length=1, description="model name, id or local folder")
     options: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -60,7 +61,11 @@ class ProviderSpec(_Strict):
     @property
     def key(self) -> str:
         """The label, plus a short hash of the options that can change the vectors."""
-        options = {k: v for k, v in self.options.items() if k not in OPERATIONAL_OPTIONS}
+        options = {
+            k: v
+            for k, v in self.options.items()
+            if k not in OPERATIONAL_OPTIONS and not is_secret_key(k)
+        }
         if not options:
             return self.label
         blob = json.dumps(options, sort_keys=True, default=str)
@@ -71,8 +76,8 @@ class Calibration(_Strict):
     """Where fitted parameters come from: never the evaluation split."""
 
     split: str = "train"
-    max_texts: int = Field(5000, ge=1)
-    seed: int = 0
+    max_texts: int = Field(5000, ge=2)  # one text cannot fit a range, a rotation or a score
+    seed: int = Field(0, ge=0)
 
 
 class Evaluation(_Strict):
@@ -125,6 +130,8 @@ class Config(_Strict):
     def _name(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
             raise ValueError("use letters, digits, '.', '_' and '-' (it names the output folder)")
+        if len(v) > 200:
+            raise ValueError(f"at most 200 characters (it names the output folder), got {len(v)}")
         return v
 
     @field_validator("providers", mode="before")
@@ -140,6 +147,15 @@ class Config(_Strict):
             ]
         return v
 
+    @field_validator("providers")
+    @classmethod
+    def _unique_providers(cls, v: list[ProviderSpec]) -> list[ProviderSpec]:
+        keys = [p.key for p in v]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"listed twice: {', '.join(dup)} (the same cells twice)")
+        return v
+
     @field_validator("tasks", "techniques")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
@@ -152,7 +168,8 @@ class Config(_Strict):
         return Path(self.output) if self.output else Path("results") / self.name
 
     def canonical(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """The config as recorded and hashed: every secret replaced by `***`."""
+        return redact(self.model_dump(mode="json"))
 
     def hash(self) -> str:
         blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
@@ -201,13 +218,16 @@ def _one_line(err: dict[str, Any]) -> str:
     if err["type"] == "missing":
         return f"{where}: required field is missing"
     msg = err["msg"].removeprefix("Value error, ")
-    return f"{where}: {msg} (got {err.get('input')!r})"
+    if err["type"] == "value_error" and "listed twice" in msg:
+        return f"{where}: {msg}"
+    return f"{where}: {msg} (got {redact(err.get('input'))!r})"
 
 
 def parse_config(data: Any, source: str = "config") -> Config:
     """Validate a loaded YAML mapping into a `Config`, or raise one `UserError` line."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping with name, providers, tasks, techniques")
+    remember(data)
     try:
         return Config.model_validate(data)
     except ValidationError as e:

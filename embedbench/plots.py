@@ -30,6 +30,7 @@ Rows = Sequence[dict[str, str]]
 MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p", "d", "8", "H"]
 X_AXES = ("size", "bits")
 DPI = 110
+PLOTTABLE = 1e12  # larger values (e.g. ±1e308) overflow matplotlib's layout: not drawn
 RC = {
     "svg.hashsalt": "embedbench",
     "font.size": 9,
@@ -37,6 +38,7 @@ RC = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "path.simplify": False,
+    "text.parse_math": False,  # a `$` in a task, model or technique name is just a `$`
 }
 
 
@@ -45,11 +47,12 @@ def _ordered(values: list[str]) -> list[str]:
 
 
 def _f(row: dict[str, str], col: str) -> float | None:
+    """A cell as a number; None when empty, not a number or beyond plotting (±1e12)."""
     try:
         v = float(row.get(col) or "")
     except ValueError:
         return None
-    return v if math.isfinite(v) else None
+    return v if math.isfinite(v) and abs(v) <= PLOTTABLE else None
 
 
 def series_name(row: dict[str, str], extra: list[str]) -> str:

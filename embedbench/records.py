@@ -52,9 +52,17 @@ def evaluation_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+TMP_SUFFIX = ".embedbench.tmp"  # only files named so are ever removed as stale
+
+
+def temp_path(path: Path) -> Path:
+    """Where `path` is written before its atomic rename."""
+    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_path(path)
     with tmp.open("w", encoding="utf-8") as f:
         json.dump(obj, f, sort_keys=True)
         f.flush()
@@ -63,9 +71,9 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def remove_stale_temporaries(folder: Path) -> None:
-    """Drop `.*.tmp` files a killed run left behind (never a finished file)."""
+    """Drop temporaries a killed run of this tool left behind (never a user's file)."""
     if folder.is_dir():
-        for tmp in folder.glob(".*.tmp"):
+        for tmp in folder.glob(f".*{TMP_SUFFIX}"):
             tmp.unlink(missing_ok=True)
 
 

@@ -115,4 +115,19 @@ def check_config(config: Config) -> None:
                 f"tasks: {t} is a {task_type} task; supported types: {', '.join(PURPOSE_BY_TYPE)}"
             )
     for p in config.providers:
-        build_provider(p).close()
+        provider = build_provider(p)
+        try:
+            dim = provider.known_dim()
+        finally:
+            provider.close()
+        if dim:
+            check_dims(config.techniques, dim, p.label)
+
+
+def check_dims(techniques: list[str], dim: int, where: str) -> None:
+    """A `UserError` for a technique that cannot code `dim`-dimensional vectors (trunc<k>)."""
+    for name in techniques:
+        try:
+            build_technique(name).out_dim(dim)
+        except ValueError as e:
+            raise UserError(f"techniques: {name} does not apply to {where}: {e}") from None

@@ -25,6 +25,7 @@ from typing import Any
 
 from embedbench.compare import read_retention
 from embedbench.errors import UserError
+from embedbench.records import temp_path
 from embedbench.results import COLUMNS, CellResult, row_values
 from embedbench.runner import CODE, RunResult
 
@@ -238,13 +239,13 @@ def manifest(result: RunResult, wall_seconds: float, cache_path: Path) -> dict[s
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_path(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
 def write_atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_path(path)
     tmp.write_bytes(data)
     os.replace(tmp, path)
 

@@ -11,6 +11,7 @@ Retention and intervals are computed last, from the records, in grid order.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 from collections import defaultdict
@@ -25,6 +26,7 @@ import numpy as np
 from embedbench import stats
 from embedbench.cache import EmbeddingCache
 from embedbench.config import Config, ProviderSpec
+from embedbench.errors import EmbedbenchError
 from embedbench.evaluate import EvalJob, prepare, run_job
 from embedbench.executor import run_jobs
 from embedbench.native import native_kind
@@ -39,7 +41,7 @@ from embedbench.records import (
     remove_stale_temporaries,
     write_json_atomic,
 )
-from embedbench.registry import build_provider, build_technique
+from embedbench.registry import build_provider, build_technique, check_dims
 from embedbench.results import CellResult
 from embedbench.tasks import LoadedTask, load_task
 
@@ -238,6 +240,8 @@ class _Sweep:
         return group.cal_by_seed[seed]
 
     def record(self, rec: EvalRecord) -> None:
+        if not math.isfinite(rec.score):  # never written as a number, never resumed
+            raise EmbedbenchError(f"{rec.task} × {rec.technique}: mteb scored {rec.score}")
         self.records.put(rec)
         self.finished[rec.key] = rec
         self.result.evaluations["run"] += 1
@@ -254,6 +258,7 @@ class _Sweep:
             for purpose, texts in needed.items():
                 store.get(texts, purpose)
             X_cal = store.get(cal_texts, lt.purpose)
+        check_dims(self.config.techniques, X_cal.shape[1], spec.label)  # before any evaluation
         overlap = lt.calibration_overlap(cal_texts)
         source = overlap.pop("source") or cal.split
         self.result.calibration[f"{spec.key}/{lt.name}"] = {
@@ -401,6 +406,8 @@ class _Sweep:
     def run(self) -> RunResult:
         groups: list[_Group] = []
         jobs: list[EvalJob] = []
+        for name in self.config.tasks:  # every data file checked before any provider call
+            self.task(name)
         for spec in self.config.providers:
             provider, natives = _open_provider(spec, self.config)
             counters = FetchStats()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import unicodedata
@@ -207,16 +208,85 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_numbered_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line; one `UserError` line naming the
+    file and line for bytes that are not UTF-8, text that is not JSON, or a value that
+    is not an object."""
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror or e})") from None
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(
+                f"{path}:{lineno}: not UTF-8 text (byte {e.start + 1} of the line); "
+                "save the file as UTF-8"
+            ) from None
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise UserError(
+                f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}"
+            )
+        rows.append((lineno, obj))
     return rows
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [obj for _, obj in read_numbered_jsonl(path)]
+
+
+def _kind_ok(kind: str, value: Any) -> bool:
+    if kind == "text":
+        return isinstance(value, str) and bool(value.strip())
+    if kind == "number":
+        return (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    return isinstance(value, int | str) and not isinstance(value, bool)  # a label
+
+
+_KIND_NAMES = {
+    "text": "a non-empty string",
+    "number": "a finite number",
+    "label": "an int or string",
+}
+
+
+def check_rows(path: Path, rows: list[tuple[int, dict[str, Any]]], columns: dict[str, str]) -> None:
+    """Every row holds every column with a value of its kind (text, number, label), and
+    labels all of one type; else one `UserError` naming the file, line and column."""
+    if not rows:
+        raise UserError(f"{path}: holds no rows (an empty split)")
+    label_type: dict[str, type] = {}
+    for lineno, row in rows:
+        for col, kind in columns.items():
+            if col not in row:
+                raise UserError(f"{path}:{lineno}: no '{col}' column (has: {', '.join(row)})")
+            value = row[col]
+            if not _kind_ok(kind, value):
+                raise UserError(
+                    f"{path}:{lineno}: '{col}' must be {_KIND_NAMES[kind]}, got {value!r:.60}"
+                )
+            if kind == "label" and label_type.setdefault(col, type(value)) is not type(value):
+                raise UserError(
+                    f"{path}:{lineno}: '{col}' is a {type(value).__name__} where earlier rows "
+                    f"hold {label_type[col].__name__} values"
+                )
+
+
+def _columns(task: Any) -> dict[str, str]:
+    """The columns a local split of `task` needs, by kind."""
+    if task.metadata.type == "STS":
+        return {**{c: "text" for c in task.column_names}, "score": "number"}
+    return {task.input_column_name: "text", task.label_column_name: "label"}
 
 
 def _load_local(task: Any, folder: Path) -> dict[str, Any]:
@@ -229,7 +299,15 @@ def _load_local(task: Any, folder: Path) -> dict[str, Any]:
     files = sorted(folder.glob("*.jsonl"))
     if not files:
         raise UserError(f"task folder {folder} holds no <split>.jsonl files")
-    task.dataset = DatasetDict({f.stem: Dataset.from_list(read_jsonl(f)) for f in files})
+    splits = {}
+    for f in files:
+        rows = read_numbered_jsonl(f)
+        check_rows(f, rows, _columns(task))
+        try:
+            splits[f.stem] = Dataset.from_list([row for _, row in rows])
+        except (ValueError, TypeError) as e:  # e.g. another column of mixed types
+            raise UserError(f"{f}: cannot be read as one table ({type(e).__name__}: {e})") from None
+    task.dataset = DatasetDict(splits)
     task.data_loaded = True
     return {
         "kind": "local",

@@ -11,7 +11,12 @@ seeded generator for every request the queue does not cover. Kinds: throttle (42
 no Retry-After), throttle_retry_after (429 with `Retry-After: retry_after`),
 not_ready (429 ModelNotReady), 408, 424, 500, 503, 400, 403, echo_auth (400 that
 echoes the Authorization header), malformed (200, cut JSON), wrong_dim, nan, count
-(one vector short, batch APIs), slow (sleep `slow_seconds`, then answer).
+(one vector short, batch APIs), slow (sleep `slow_seconds`, then answer), hang
+(sleep `hang_seconds`, then drop the connection unanswered).
+
+`same_vector = True`: every text gets one and the same vector (scores become NaN).
+`reject = {text, ...}`: every request holding one of these texts gets a 400 naming
+its position, as the real services do (Bedrock `#/texts/41: ...`).
 
 It binds 127.0.0.1 only.
 """
@@ -49,6 +54,7 @@ FAULTS = (
     "nan",
     "count",
     "slow",
+    "hang",
 )
 _ERRORS: dict[str, tuple[int, str, str]] = {
     "throttle": (429, "ThrottlingException", "Too many requests, please wait before trying again."),
@@ -141,6 +147,9 @@ class FakeServer:
         self.retry_after = "1"
         self.retry_after_header = "Retry-After"
         self.slow_seconds = 1.0
+        self.hang_seconds = 30.0
+        self.reject: set[str] = set()
+        self.same_vector = False
         self.record = True
         self._queue: deque[str] = deque()
         self._rng = random.Random(seed)
@@ -289,6 +298,12 @@ class FakeServer:
             call.fault = self._next_fault()
             self._arrive(call)
             arrived = True
+            self._rejected(call, bedrock)
+            if call.fault == "hang":
+                time.sleep(self.hang_seconds)
+                self._failed(call)
+                h.close_connection = True
+                return
             self._fault(call)
             if call.fault == "slow":
                 time.sleep(self.slow_seconds)
@@ -317,6 +332,17 @@ class FakeServer:
                 "ValidationException",
                 f"bad request; you sent Authorization: {call.headers.get('authorization')}",
             )
+
+    def _rejected(self, call: Call, bedrock: bool) -> None:
+        for i, text in enumerate(call.texts):
+            if text in self.reject:
+                where = "#/inputText" if "titan" in call.model else f"#/texts/{i}"
+                raise _Reply(
+                    400,
+                    "ValidationException" if bedrock else "",
+                    f"{'Malformed input request' if bedrock else 'invalid request'}: "
+                    f"{where}: text rejected",
+                )
 
     def _error(self, h: BaseHTTPRequestHandler, r: _Reply, bedrock: bool) -> None:
         headers = dict(r.headers)
@@ -381,7 +407,10 @@ class FakeServer:
         body, fault, model = call.body, call.fault, call.model
         dim = body.get("output_dimension", COHERE_MODELS[model][0])
         types = body.get("embedding_types") or ["float"]
-        vecs = [fake_vector(model, body["input_type"], t, dim) for t in call.texts]
+        vecs = [
+            fake_vector(model, body["input_type"], "same" if self.same_vector else t, dim)
+            for t in call.texts
+        ]
         emb: dict[str, Any] = {}
         codes = [quantized(v) for v in vecs] if set(types) - {"float"} else []
         for t in types:

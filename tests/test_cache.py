@@ -338,8 +338,6 @@ def test_cache_error_is_a_user_facing_error():
     ("bad", "dim", "match"),
     [
         ("dim", DIM, "dimension 7, expected 8"),
-        ("nan", None, "NaN or infinite"),
-        ("inf", None, "NaN or infinite"),
         ("count", None, "3 vectors for 4 texts"),
     ],
 )
@@ -351,6 +349,17 @@ def test_bad_answer_raises_and_caches_nothing(tmp_path, bad, dim, match):
         assert "\n" not in str(info.value)
         assert c.get_many(Recorder().namespace("sts")[0], ["a", "b", "c", "d"]) == {}
     assert _count(path) == 0
+
+
+@pytest.mark.parametrize(("bad", "row"), [("nan", 3), ("inf", 0)])
+def test_non_finite_row_is_named_and_the_other_paid_rows_are_kept(tmp_path, bad, row):
+    texts = ["a", "b", "c", "d"]
+    with EmbeddingCache(tmp_path / "c.sqlite") as c:
+        with pytest.raises(ProviderError, match="NaN or infinite") as info:
+            fetch(Recorder(bad=bad), texts, "sts", c)
+        assert f"text {row} of 4 ('{texts[row]}')" in str(info.value)
+        kept = c.get_many(Recorder().namespace("sts")[0], texts)
+        assert sorted(kept) == [i for i in range(4) if i != row]
 
 
 class SwitchDim(Recorder):

@@ -164,7 +164,7 @@ def test_below_minimum(tmp_path):
     assert "evaluation.bootstrap" in msg
     assert "greater than or equal to 100" in msg
     msg = _error(tmp_path, _base(calibration={"max_texts": 0}))
-    assert "calibration.max_texts" in msg and "greater than or equal to 1" in msg
+    assert "calibration.max_texts" in msg and "greater than or equal to 2" in msg
 
 
 def test_duplicate_technique(tmp_path):

@@ -481,11 +481,18 @@ def test_validation_error_is_user_error_not_retried(server, cache, make):
         "cohere": lambda: cohere(server),
     }[make]()
     server.inject("400")
+    texts = ["a", "b"] if make != "titan" else ["a"]
     with pytest.raises(UserError, match="injected validation error") as err:
-        fetch(p, ["a", "b"] if make != "titan" else ["a"], "query", cache)
-    assert server.calls == 1
+        fetch(p, texts, "query", cache)
     assert "\n" not in str(err.value)
-    assert cache.get_many(p.namespace("query")[0], ["a", "b"]) == {}
+    if make == "titan":
+        assert server.calls == 1  # never retried
+        assert cache.get_many(p.namespace("query")[0], texts) == {}
+    else:
+        # never retried as is; each half is sent once to find the rejected text, and
+        # since this 400 named none (both halves pass), the halves are kept
+        assert server.calls == 3 and "rejected:" not in str(err.value)
+        assert len(cache.get_many(p.namespace("query")[0], texts)) == 2
 
 
 def test_server_side_token_limit_is_user_error(server):

@@ -67,6 +67,7 @@ from embedbench.providers.retry import (
     RateLimiter,
     RetryPolicy,
     call_with_retries,
+    check_call_options,
     parse_retry_after,
     scrub,
 )
@@ -193,6 +194,19 @@ class BedrockProvider(Provider):
         reject_unknown_options("bedrock", unknown, self._OPTIONS)
         spec = lookup_model(model)
         what = f"bedrock:{model}"
+        check_call_options(
+            what,
+            region=region,
+            endpoint_url=endpoint_url,
+            profile=profile,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            retry_after_max=retry_after_max,
+            requests_per_minute=requests_per_minute,
+        )
         if dimensions is not None and not spec.dims and dimensions != spec.dim:
             raise UserError(f"{what} has a fixed dimension {spec.dim}; got dimensions={dimensions}")
         dim = spec.dim if dimensions is None else dimensions

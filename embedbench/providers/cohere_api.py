@@ -42,6 +42,7 @@ from embedbench.providers.retry import (
     RateLimiter,
     RetryPolicy,
     call_with_retries,
+    check_call_options,
     parse_retry_after,
     scrub,
 )
@@ -116,10 +117,14 @@ def check_batch_size(what: str, value: int, limit: int) -> int:
     return value
 
 
-def check_n_jobs(what: str, value: int) -> int:
+def check_positive_int(what: str, name: str, value: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UserError(f"{what}: n_jobs must be a positive integer; got {value!r}")
+        raise UserError(f"{what}: {name} must be a positive integer; got {value!r}")
     return value
+
+
+def check_n_jobs(what: str, value: int) -> int:
+    return check_positive_int(what, "n_jobs", value)
 
 
 def cohere_input_type(purpose: str) -> str:
@@ -220,6 +225,17 @@ class CohereProvider(Provider):
             raise unknown_name("cohere model", model, COHERE_MODELS)
         spec = COHERE_MODELS[model]
         what = f"cohere:{model}"
+        check_call_options(
+            what,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            retry_after_max=retry_after_max,
+            requests_per_minute=requests_per_minute,
+        )
         if output_dimension is not None and not spec.dims:
             raise UserError(
                 f"{what} has a fixed dimension {spec.dim}; output_dimension is only for embed-v4.0"

@@ -7,11 +7,13 @@ when a text is missing from the cache, so a warm-cache run never imports torch.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from embedbench.errors import UserError
 from embedbench.providers.base import Batch, Provider, Purpose
+from embedbench.providers.cohere_api import check_positive_int, reject_unknown_options
 
 _BUNDLED = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 
@@ -27,17 +29,62 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
+def check_device(what: str, device: Any) -> str:
+    """`cpu`, or a CUDA / MPS device this machine has (torch is imported only then)."""
+    if not isinstance(device, str) or not device.strip():
+        raise UserError(
+            f"{what}: device must be 'cpu', 'cuda', 'cuda:<n>' or 'mps'; got {device!r}"
+        )
+    kind = device.split(":")[0]
+    if kind == "cpu":
+        return device
+    if kind not in ("cuda", "mps"):
+        raise UserError(
+            f"{what}: device must be 'cpu', 'cuda', 'cuda:<n>' or 'mps'; got {device!r}"
+        )
+    import torch
+
+    ok = torch.cuda.is_available() if kind == "cuda" else torch.backends.mps.is_available()
+    if not ok:
+        raise UserError(f"{what}: device '{device}' is not available on this machine; use cpu")
+    return device
+
+
+def folder_dim(folder: Path) -> int | None:
+    """The output dimension of a sentence-transformers folder made of a Transformer, a
+    single-mode Pooling and optionally Normalize; None for anything else."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+            return None
+        path = folder / modules[1]["path"] / "config.json"
+        pooling = json.loads(path.read_text(encoding="utf-8"))
+        modes = [k for k, v in pooling.items() if k.startswith("pooling_mode") and v is True]
+        if modes not in (["pooling_mode_mean_tokens"], ["pooling_mode_cls_token"]):
+            return None
+        return int(pooling["word_embedding_dimension"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
 class LocalProvider(Provider):
     """A sentence-transformers model running in this process."""
 
     family = "local"
 
     def __init__(self, model: str, batch_size: int = 256, device: str = "cpu", **options: Any):
+        reject_unknown_options("local", options, ("batch_size", "device"))
         canonical = "sentence-transformers/all-MiniLM-L6-v2" if model in _BUNDLED else model
-        super().__init__(canonical, **options)
-        self.batch_size = batch_size
-        self.device = device
+        super().__init__(canonical)
+        what = f"local:{canonical}"
+        self.batch_size = check_positive_int(what, "batch_size", batch_size)
+        self.device = check_device(what, device)
         self._model = None
+
+    def known_dim(self) -> int | None:
+        """The model's dimension, read from its folder without loading it (None: unknown)."""
+        return folder_dim(Path(resolve_model_path(self.model)))
 
     def _load(self):
         if self._model is None:

@@ -12,6 +12,7 @@ they become a `UserError` carrying the server's message, scrubbed of credentials
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import re
 import threading
@@ -38,6 +39,41 @@ CALL_OPTIONS = (
     "retry_after_max",
     "requests_per_minute",
 )
+# name: (minimum, minimum allowed, whole number) of the numeric options
+_NUMBERS: dict[str, tuple[float, bool, bool]] = {
+    "timeout": (0, False, False),
+    "connect_timeout": (0, False, False),
+    "max_attempts": (1, True, True),
+    "backoff_base": (0, True, False),
+    "backoff_max": (0, True, False),
+    "retry_after_max": (0, True, False),
+    "requests_per_minute": (0, False, False),
+}
+
+
+def check_call_options(what: str, **values: object) -> None:
+    """A `UserError` for a call option of the wrong type or range (None: the default).
+
+    Numeric options are checked against `_NUMBERS`; the others (region, profile, URLs,
+    keys) must be non-empty strings, URLs http(s). A value is never echoed for a key.
+    """
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name in _NUMBERS:
+            low, inclusive, whole = _NUMBERS[name]
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = number and math.isfinite(value) and (value >= low if inclusive else value > low)
+            if not ok or (whole and not isinstance(value, int)):
+                kind = "a whole number" if whole else "a number"
+                bound = f"at least {low:g}" if inclusive else f"greater than {low:g}"
+                raise UserError(f"{what}: {name} must be {kind} {bound}; got {value!r}")
+        elif not isinstance(value, str) or not value.strip():
+            raise UserError(f"{what}: {name} must be a non-empty string")
+        elif name.endswith("_url") and not value.startswith(("http://", "https://")):
+            raise UserError(f"{what}: {name} must be an http:// or https:// URL")
+
+
 # Access key ids (AKIA/ASIA...), bearer tokens and sigv4 credential scopes.
 _SECRET_PATTERNS = (
     re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b"),
