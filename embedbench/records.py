@@ -10,12 +10,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 RECORD_VERSION = 2
 PACKAGE = Path(__file__).resolve().parent
+
+
+def git_state(folder: Path = PACKAGE) -> dict[str, Any]:
+    """The commit of the code and whether the tree differed from it (taken when a run
+    starts, before it writes its own outputs)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": git("status", "--porcelain") != ""}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
 
 
 def code_fingerprint(package: Path = PACKAGE) -> str:

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import platform
-import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -179,27 +178,6 @@ def image_links(images: list[str] | None) -> str:
     return "\n" + "\n\n".join(f"![{FIGURES.get(name, name)}]({name})" for name in images) + "\n"
 
 
-def git_commit() -> dict[str, Any]:
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = (
-            subprocess.run(
-                ["git", "status", "--porcelain"],
-                cwd=here,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            != ""
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": sha, "dirty": dirty}
-
-
 def versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
     for p in PACKAGES:
@@ -217,7 +195,7 @@ def manifest(result: RunResult, wall_seconds: float, cache_path: Path) -> dict[s
         "config": cfg.canonical(),
         "config_sha256": cfg.hash(),
         "versions": versions(),
-        "git": git_commit(),
+        "git": result.git,
         "code_sha256": CODE,
         "data": result.sources,
         "calibration": result.calibration,

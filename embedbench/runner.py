@@ -38,6 +38,7 @@ from embedbench.records import (
     RecordStore,
     code_fingerprint,
     evaluation_key,
+    git_state,
     remove_stale_temporaries,
     write_json_atomic,
 )
@@ -113,6 +114,7 @@ class RunResult:
     evaluations: dict[str, int] = field(default_factory=lambda: {"run": 0, "resumed": 0})
     skipped: list[str] = field(default_factory=list)  # cells that do not apply
     predictions: PredictionWriter = field(default_factory=PredictionWriter)
+    git: dict[str, Any] = field(default_factory=dict)  # commit and dirty flag at the start
 
     @property
     def texts_embedded(self) -> int:
@@ -178,7 +180,7 @@ class _Sweep:
         self.out = config.output_dir()
         remove_stale_temporaries(self.out)
         self.records = RecordStore(self.out / "cells", enabled=resume)
-        self.result = RunResult(config)
+        self.result = RunResult(config, git=git_state())
         self.timings = self.result.timings
         self.tasks: dict[str, LoadedTask] = {}
         self.n_cells, self.done = len(config.cells()), 0

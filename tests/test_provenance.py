@@ -43,10 +43,26 @@ def test_evaluation_keys_change_with_the_code(monkeypatch, tmp_path):
     assert sweep.key(config.providers[0], lt, "binary") != key
 
 
-def test_manifest_records_commit_and_dirty_tree():
-    from embedbench.report import git_commit
+def test_manifest_records_commit_and_dirty_tree(tmp_path):
+    """Taken at the start of a run: the run's own outputs never make the tree dirty."""
+    import subprocess
 
-    git = git_commit()
+    git = records.git_state()
     assert set(git) == {"commit", "dirty"}
     if Path(records.PACKAGE.parent / ".git").exists():
         assert git["commit"] and isinstance(git["dirty"], bool)
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / "a.txt").write_text("a")
+    subprocess.run(["git", "add", "a.txt"], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a"],
+        cwd=repo,
+        check=True,
+    )
+    clean = records.git_state(repo)
+    assert clean["dirty"] is False and len(clean["commit"]) == 40
+    (repo / "a.txt").write_text("b")
+    assert records.git_state(repo)["dirty"] is True
