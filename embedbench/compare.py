@@ -374,7 +374,7 @@ def _finite(x: float | None, nd: int = 4) -> float | None:
 class CellDiff:
     key: dict[str, str]
     name: str
-    status: str  # regression | improved | ok | only in new | only in baseline
+    status: str  # regression | improved | ok | only in new | only in baseline | new control
     baseline: Row | None = None
     new: Row | None = None
     rule: str | None = None  # paired | point (matched cells)
@@ -421,7 +421,7 @@ class Comparison:
 
     @property
     def only_new(self) -> list[CellDiff]:
-        return [c for c in self.cells if c.baseline is None]
+        return [c for c in self.cells if c.status == "only in new"]
 
     @property
     def only_baseline(self) -> list[CellDiff]:
@@ -679,10 +679,19 @@ def compare_tables(
                     why_point[e.reason] += 1
                     reason = e.detail if e.detail != e.reason else None
             cells.append(diff_cell(key, name, b[k], a[k], max_drop, paired, reason))
+        elif k in a and a[k].values.get("role") == "control" and "role" not in baseline.columns:
+            # a float control this version adds, against a baseline from before controls
+            cells.append(CellDiff(key, name, "new control", new=a[k]))
         elif k in a:
             cells.append(CellDiff(key, name, "only in new", new=a[k]))
         else:
             cells.append(CellDiff(key, name, "only in baseline", baseline=b[k]))
+    n_controls = sum(c.status == "new control" for c in cells)
+    if n_controls:
+        warnings.append(
+            f"{n_controls} float control row(s) only in NEW: the baseline predates controls; "
+            "not gated"
+        )
     if why_point:
         n_tech = sum(not (c.baseline.is_baseline or c.new.is_baseline) for c in cells if c.rule)
         warnings.append(

@@ -232,6 +232,7 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
         preds = preds["similarity_scores"]
     d_in = job.calibration.shape[1]
     secondary = secondary_bytes(job, d_in)
+    rescore = _rescore_technique(job) if lt.type == "Retrieval" else None
     if lt.type == "Retrieval":  # keep what the interval needs: nDCG@10 per query
         preds = per_query_ndcg(lt, preds)
         if secondary:
@@ -246,7 +247,7 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
         predictions=preds,
         task_result=task_result,
         seconds=time.perf_counter() - t0,
-        params_bytes=tech.params_bytes(),
+        params_bytes=tech.params_bytes() + (rescore.params_bytes() if rescore else 0),
         requested={p: list(texts) for p, texts in recorder.requested.items()},
         seed=job.seed,
         bytes_per_vector=tech.bytes_per_vector(d_in),

@@ -383,6 +383,7 @@ class Transform(ABC):
     learns: bool
     random: bool
     keeps_cosines: bool
+    needs_full_rank = False  # True: fits a PCA basis, needs more calibration vectors than d
 
     def fit(self, X: np.ndarray) -> Transform:
         return self
@@ -455,6 +456,7 @@ class SVDRotation(MatrixRotation):
 
     name = "svd"
     learns, random, keeps_cosines = True, False, False
+    needs_full_rank = True  # fits a PCA basis: more calibration vectors than dimensions
 
     def fit(self, X: np.ndarray) -> SVDRotation:
         self.R = _pca_basis(X).astype(np.float32)
@@ -506,8 +508,16 @@ def _pca_basis(X: np.ndarray, rtol: float = RANK_RTOL) -> np.ndarray:
     the largest eigenvalue, the smallest live one at 2e-4; any rtol in between drops
     exactly those 3 (r = 381).
 
-    Raises ValueError when the calibration vectors have no variance at all (r = 0).
+    Raises ValueError when there are no more calibration vectors than dimensions (the
+    rank would then be cut by the sample size, a silent dimension cut) or no variance
+    at all (r = 0).
     """
+    n, d = X.shape
+    if n <= d:  # rank ≤ n − 1 < d: dropping would quietly cut dimensions, not noise
+        raise ValueError(
+            f"a PCA basis of {d}-dimensional vectors needs more than {d} calibration "
+            f"vectors, got {n} (raise calibration.max_texts)"
+        )
     Xc = X.astype(np.float64) - X.mean(axis=0, dtype=np.float64)
     evals, V = np.linalg.eigh(Xc.T @ Xc)
     order = np.argsort(evals)[::-1]
@@ -582,6 +592,7 @@ class PCAHaarRotation(MatrixRotation):
 
     name = "pca-haar"
     learns, random, keeps_cosines = True, True, False
+    needs_full_rank = True
 
     def __init__(self, seed: int = DEFAULT_SEED):
         self.seed = seed
@@ -612,6 +623,7 @@ class ITQ(Transform):
 
     name = "itq"
     learns, random, keeps_cosines = True, True, False
+    needs_full_rank = True
 
     def __init__(self, seed: int = DEFAULT_SEED, iterations: int = 50):
         self.seed = seed

@@ -124,6 +124,18 @@ def check_config(config: Config) -> None:
             check_dims(config.techniques, dim, p.label)
 
 
+def check_calibration(techniques: list[str], n_cal: int, dim: int, where: str) -> None:
+    """A `UserError` for a technique whose fit needs more calibration vectors than it has:
+    a PCA basis (svd, pca-haar, itq) needs more vectors than dimensions."""
+    for name in techniques:
+        if n_cal <= dim and any(t.needs_full_rank for t in build_technique(name).transforms):
+            raise UserError(
+                f"techniques: {name} fits a PCA basis of {dim} dimensions and needs more than "
+                f"{dim} calibration texts; {where} has {n_cal} (raise calibration.max_texts "
+                "or use a larger calibration split)"
+            )
+
+
 def check_dims(techniques: list[str], dim: int, where: str) -> None:
     """A `UserError` for a technique that cannot code `dim`-dimensional vectors (trunc<k>)."""
     for name in techniques:

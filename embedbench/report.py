@@ -102,8 +102,9 @@ def markdown(result: RunResult, images: list[str] | None = None) -> str:
         f"{'L2-normalised' if ev.normalize else 'not normalised'} alike. "
         f"Calibration: {cfg.calibration.split} split (retrieval: the searched corpus, "
         f"transductive), at most {cfg.calibration.max_texts} texts (seed "
-        f"{cfg.calibration.seed}), never an evaluation text (checked after Unicode and "
-        f"whitespace normalisation). Intervals: {'; '.join(methods) or 'none'}, at least "
+        f"{cfg.calibration.seed}); no evaluation text other than a searched corpus (checked "
+        "after Unicode and whitespace normalisation; see the manifest). Intervals: "
+        f"{'; '.join(methods) or 'none'}, at least "
         f"{ev.bootstrap} resamples (seed {ev.seed}), Monte Carlo error of the endpoints at "
         f"most {mc:.3f} points. Verdicts: loss / gain when the interval excludes 100, "
         f"equivalent when it lies within 100 ± {ev.margin:g}, otherwise inconclusive. "
@@ -125,9 +126,8 @@ def markdown(result: RunResult, images: list[str] | None = None) -> str:
         text
         + "\n"
         + markdown_table(result.rows)
-        + "\n## Best per size budget (footprint: fast + secondary bytes; selected on test)\n\n"
-        + budget_table(result.rows)
-        + image_links(images)
+        + "\n## Best per size budget (footprint: searched + re-ranking bytes; selected on test)"
+        "\n\n" + budget_table(result.rows) + image_links(images)
     )
 
 
@@ -138,37 +138,43 @@ def _cell(r: CellResult) -> str:
 
 
 def budget_table(rows: list[CellResult], by: str = "total") -> str:
-    """Per task and size budget, the best technique next to the best seed preset.
+    """Per task and size budget (size × ≥ 1, 2, 4, ...), the best technique that fits,
+    next to the best seed preset that fits.
 
-    Budgets are bits per vector of the deployment footprint (`by="total"`: code plus
-    what re-ranking keeps) or of the searched tier alone (`by="fast"`). The winner is
+    A technique fits budget m when its size multiplier is at least m: of the
+    deployment footprint (`by="total"`: code plus what re-ranking keeps) or of the
+    searched tier alone (`by="fast"`). Controls are not candidates. The winner is
     picked on the same test items it reports, so it is labelled "selected on test":
-    its retention is biased upward as a maximum of several noisy estimates.
+    a maximum of several noisy estimates is biased upward.
     """
     from embedbench.quantize import PRESETS
 
-    def bits(r: CellResult) -> int:
-        return 8 * (r.total_bytes if by == "total" else r.bytes_per_vector)
+    def size(r: CellResult) -> float:
+        return r.size_multiplier if by == "total" else r.fast_size_multiplier
 
-    groups: dict[tuple[str, str, str, int], list[CellResult]] = {}
+    def best(cands: list[CellResult]) -> CellResult | None:
+        return max(cands, key=lambda r: r.retention.retention) if cands else None
+
+    groups: dict[tuple[str, str, str], list[CellResult]] = {}
     for r in rows:
         if r.role != "control":
-            groups.setdefault((r.task, r.provider, r.model, bits(r)), []).append(r)
+            groups.setdefault((r.task, r.provider, r.model), []).append(r)
     label = "footprint" if by == "total" else "searched tier"
     lines = [
-        f"| task | provider:model | bits/vector ({label}) | size × | best technique, selected "
-        "on test: retention % [95% CI] | best seed preset |",
+        f"| task | provider:model | budget: size × ≥ ({label}) | bits/vector ≤ | best technique "
+        "that fits, selected on test: retention % [95% CI] (its size ×) | best seed preset |",
         "|---|---|---:|---:|---|---|",
     ]
-    order = {k: i for i, k in enumerate(dict.fromkeys((r.task, r.provider, r.model) for r in rows))}
-    for (task, provider, model, b), group in sorted(
-        groups.items(), key=lambda kv: (order[kv[0][:3]], -kv[0][3])
-    ):
-        best = max(group, key=lambda r: r.retention.retention)
-        presets = [r for r in group if r.technique in PRESETS]
-        seed = _cell(max(presets, key=lambda r: r.retention.retention)) if presets else "—"
-        size = 4 * best.dim * 8 / b
-        lines.append(f"| {task} | {provider}:{model} | {b} | {size:.4g} | {_cell(best)} | {seed} |")
+    for (task, provider, model), group in groups.items():
+        m = 1
+        while m <= max(size(r) for r in group) + 1e-9:
+            fits = [r for r in group if size(r) >= m - 1e-9]
+            top, preset = best(fits), best([r for r in fits if r.technique in PRESETS])
+            lines.append(
+                f"| {task} | {provider}:{model} | {m} | {32 * group[0].dim // m} "
+                f"| {_cell(top)} ({size(top):.4g}) | {_cell(preset) if preset else '—'} |"
+            )
+            m *= 2
     return "\n".join(lines) + "\n"
 
 
@@ -330,8 +336,12 @@ def _facts(facts: dict[str, Any]) -> list[tuple[str, str]]:
             add(
                 "calibration",
                 f"{cal.get('split')} split, at most {cal.get('max_texts')} texts "
-                f"(seed {cal.get('seed')}), never evaluation texts",
+                f"(seed {cal.get('seed')})",
             )
+    for where, c in (facts.get("calibration") or {}).items():
+        if isinstance(c, dict) and "touches_eval_texts" in c:
+            touched = "touches evaluated texts" if c["touches_eval_texts"] else "no evaluated text"
+            add(f"calibration {where}", f"{c.get('split')}, {c.get('texts')} texts: {touched}")
         if ev:
             add(
                 "evaluation",

@@ -42,7 +42,12 @@ from embedbench.records import (
     remove_stale_temporaries,
     write_json_atomic,
 )
-from embedbench.registry import build_provider, build_technique, check_dims
+from embedbench.registry import (
+    build_provider,
+    build_technique,
+    check_calibration,
+    check_dims,
+)
 from embedbench.results import CellResult
 from embedbench.tasks import LoadedTask, load_task
 
@@ -143,8 +148,24 @@ def _text_digest(texts: list[str]) -> str:
     return h.hexdigest()
 
 
-# a new embedbench or mteb release, or any change to the code, re-evaluates
-_VERSIONS = {p: metadata.version(p) for p in ("embedbench", "mteb")}
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# a new release of a library that scores, or any change to the code, re-evaluates
+_SCORING = (
+    "embedbench",
+    "mteb",
+    "scikit-learn",
+    "scipy",
+    "numpy",
+    "pytrec-eval-terrier",
+    "faiss-cpu",
+)
+_VERSIONS = {p: _version(p) for p in _SCORING}  # the libraries that decide a score
 CODE = code_fingerprint()
 
 
@@ -239,6 +260,8 @@ class _Sweep:
             texts = group.lt.calibration_texts(cal.split, cal.max_texts, cal.seed + seed)
             with self.timer("embed"):
                 group.cal_by_seed[seed] = group.store.get(texts, group.lt.purpose)
+            facts = self.result.calibration[f"{group.spec.key}/{group.lt.name}"]
+            facts.setdefault("replicate_texts_sha256", {})[str(seed)] = _text_digest(texts)
         return group.cal_by_seed[seed]
 
     def record(self, rec: EvalRecord) -> None:
@@ -261,6 +284,8 @@ class _Sweep:
                 store.get(texts, purpose)
             X_cal = store.get(cal_texts, lt.purpose)
         check_dims(self.config.techniques, X_cal.shape[1], spec.label)  # before any evaluation
+        where = f"{spec.label} × {lt.name}"
+        check_calibration(self.config.techniques, len(cal_texts), X_cal.shape[1], where)
         overlap = lt.calibration_overlap(cal_texts)
         source = overlap.pop("source") or cal.split
         self.result.calibration[f"{spec.key}/{lt.name}"] = {

@@ -718,3 +718,23 @@ def test_scifact_drop_on_few_queries_fails_by_its_bound(scifact):
     # The point rule, all an older baseline allows, cannot see it.
     code, out = compare_json(new, scifact["old"])
     assert code == 0 and cells_by_technique(out)["binary"]["rule"] == "point"
+
+
+def test_baseline_from_before_controls_still_compares(tmp_path):
+    """A baseline written by an older embedbench (no role column, no controls, no
+    predictions) compares with a new run that adds float controls: by the point rule,
+    with warnings, not as a grid mismatch."""
+    old_columns = [c for c in COLUMNS if c != "role"]
+    old = [{k: v for k, v in r.items() if k != "role"} for r in make_rows()]
+    base = write_run(tmp_path / "old", old, columns=old_columns)
+    rows = make_rows()
+    for r in rows:
+        r["role"] = "baseline" if r["verdict"] == "baseline" else "technique"
+    control = dict(rows[1], technique="svd+float32", spec="svd+float32", role="control")
+    new = write_run(tmp_path / "new", [*rows, control], columns=[*old_columns, "role"])
+    res = invoke(new, base)
+    assert res.exit_code == 0, res.output
+    assert "predates controls" in res.stdout and "point rule" in res.stdout
+    drop = [dict(r) for r in rows] + [control]
+    set_cell(drop, "STSBenchmark", "binary", 95.0, 94.0, 96.0)
+    assert invoke(write_run(tmp_path / "drop", drop, [*old_columns, "role"]), base).exit_code == 1

@@ -235,7 +235,7 @@ def _cell(technique, nbytes, ret, verdict="loss", secondary=0, role="technique")
 
 def test_rescored_rows_count_their_float_copies_and_never_claim_32x():
     """A re-ranked binary index keeps every float vector: its footprint is 48 + 1536 bytes,
-    ≈ 0.97×, and the budget table (by footprint) files it there, not at 32×."""
+    ≈ 0.97×, so by footprint it fits no budget, not even 1×; by searched tier it is 32×."""
     from embedbench.report import budget_table
     from embedbench.results import row_values
 
@@ -247,29 +247,46 @@ def test_rescored_rows_count_their_float_copies_and_never_claim_32x():
     assert v["fast_size_multiplier"] == "32"
     rows = [_cell("classic", 1536, 100.0, "baseline"), _cell("binary", 48, 97.0), rescored]
     table = budget_table(rows)
-    assert "footprint" in table.splitlines()[0] and "selected on test" in table.splitlines()[0]
-    by_bits = {line.split(" | ")[2]: line for line in table.splitlines()[2:]}
-    assert "binary/rescore4" not in by_bits["384"] and "binary: 97.00" in by_bits["384"]
-    assert "binary/rescore4: 99.00" in by_bits[str(8 * 1584)]
-    fast = budget_table(rows, by="fast")
-    assert "searched tier" in fast and "binary/rescore4: 99.00" in fast.splitlines()[3]
+    head = table.splitlines()[0]
+    assert "footprint" in head and "selected on test" in head
+    assert "rescore" not in table
+    by_m = {line.split(" | ")[2]: line for line in table.splitlines()[2:]}
+    assert "binary: 97.00 [96.00, 98.00] (32)" in by_m["32"]
+    fast = {line.split(" | ")[2]: line for line in budget_table(rows, by="fast").splitlines()[2:]}
+    assert "searched tier" in budget_table(rows, by="fast")
+    assert "binary/rescore4: 99.00" in fast["32"]
 
 
-def test_budget_table_picks_the_best_per_budget_next_to_the_seed_presets():
+def test_budget_table_picks_the_best_that_fits_each_budget_next_to_the_seed_presets():
+    """A budget m holds every technique at least m times smaller than float: a row with a
+    size of its own (381-byte rotated-scalar) competes in every budget it fits."""
     from embedbench.report import budget_table
 
-    def cell(technique, nbytes, ret, verdict="loss"):
-        return _cell(technique, nbytes, ret, verdict)
-
     rows = [
-        cell("classic", 1536, 100.0, "baseline"),
-        cell("binary", 48, 97.0),
-        cell("rotated-binary", 48, 80.0),
-        cell("itq+binary", 48, 98.0),
-        cell("trunc192+binary", 24, 90.0),
+        _cell("classic", 1536, 100.0, "baseline"),
+        _cell("fp16", 768, 100.0),
+        _cell("rotated-scalar", 381, 100.01),
+        _cell("scalar", 384, 99.99),
+        _cell("binary", 48, 97.0),
+        _cell("rotated-binary", 48, 80.0),
+        _cell("itq+binary", 48, 98.0),
+        _cell("trunc192+binary", 24, 90.0),
+        _cell("svd+float32", 1524, 100.0, role="control"),
     ]
     lines = budget_table(rows).splitlines()[2:]
-    assert [line.split(" | ")[2] for line in lines] == ["12288", "384", "192"]
-    assert "itq+binary: 98.00 [97.00, 99.00]" in lines[1]
-    assert lines[1].endswith("| binary: 97.00 [96.00, 98.00] |")  # the best seed preset
-    assert lines[2].endswith("| — |")  # no preset at 64×
+    assert [line.split(" | ")[2] for line in lines] == ["1", "2", "4", "8", "16", "32", "64"]
+    by_m = {line.split(" | ")[2]: line for line in lines}
+    assert "rotated-scalar: 100.01" in by_m["1"] and "rotated-scalar: 100.01" in by_m["4"]
+    assert by_m["4"].split(" | ")[3] == "3072"
+    assert "itq+binary: 98.00 [97.00, 99.00] (32)" in by_m["8"]
+    assert by_m["32"].endswith("| binary: 97.00 [96.00, 98.00] |")  # the best seed preset
+    assert by_m["64"].endswith("| — |")  # no preset at 64×
+    assert "svd+float32" not in "\n".join(lines)  # controls are not candidates
+
+
+def test_markdown_says_the_rotated_presets_rotate_uncentred_vectors(tmp_path):
+    from embedbench.report import markdown
+
+    result = _result(tmp_path)
+    result.rows[0].spec = "svd+binary"
+    assert "rotate *uncentred* vectors" in markdown(result)

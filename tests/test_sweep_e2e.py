@@ -107,6 +107,9 @@ def test_outputs_manifest_and_mteb_results(sweep):
     assert len(results) == 4  # the float baseline, scalar, rotated-binary and its control
     assert manifest["code_sha256"] and manifest["git"]["dirty"] in (True, False)
     assert manifest["seeds"]["replicates"] == 2
+    for cal in manifest["calibration"].values():  # replicate 1 has its own sample
+        digests = cal["replicate_texts_sha256"]
+        assert digests["1"] != cal["texts_sha256"]
     assert (out / "retention.md").read_text().startswith("# Retention: e2e")
 
 
@@ -128,6 +131,9 @@ def test_seeds_controls_chance_and_predictions(sweep):
         assert by[task, "svd+float32"]["role"] == "control"
         assert by[task, "classic"]["n_seeds"] == "1" and by[task, "classic"]["seed_low"] == ""
         assert rb["verdict"] in ("loss", "gain", "equivalent", "inconclusive")
+        ctl = by[task, "svd+float32"]
+        want = 100 * float(rb["score"]) / float(ctl["score"])
+        assert float(rb["control_retention"]) == pytest.approx(want, abs=0.01)
     bank = by["Banking77Classification", "scalar"]
     chance = 40 / 3080  # Banking77's test set: 40 texts per class
     want = 100 * (float(bank["score"]) - chance) / (float(bank["float_score"]) - chance)
