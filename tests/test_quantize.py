@@ -20,21 +20,9 @@ from embedbench.quantize import (
     parse_technique,
 )
 from embedbench.registry import build_technique
+from tests.vectors import _cos, _gauss
 
 BITS = {name: cls.bits for name, cls in CODES.items()}
-
-
-def _gauss(n: int, d: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (scale * rng.standard_normal((n, d))).astype(np.float32)
-
-
-def _cos(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    A = A.astype(np.float64)
-    B = B.astype(np.float64)
-    A = A / np.linalg.norm(A, axis=1, keepdims=True)
-    B = B / np.linalg.norm(B, axis=1, keepdims=True)
-    return A @ B.T
 
 
 def _hamming(q: np.ndarray, d: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from embedbench.quantize import (
     parse_technique,
 )
 from embedbench.registry import build_technique
+from tests.vectors import _cos, _embeddings, _gauss
 
 DEAD = [3, 10, 17]  # dimensions constant on calibration, like all-MiniLM-L6-v2's three
 FITTED_BASES = {"svd": SVDRotation, "pca-haar": PCAHaarRotation, "itq": ITQ}
@@ -40,32 +41,11 @@ RANDOM_SPECS = [
 ]
 
 
-def _gauss(n: int, d: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (scale * rng.standard_normal((n, d))).astype(np.float32)
-
-
-def _embeddings(n: int, d: int, seed: int) -> np.ndarray:
-    """Unit rows with a shared offset and unequal variances, like real embeddings."""
-    rng = np.random.default_rng(seed)
-    basis, _ = np.linalg.qr(rng.standard_normal((d, d)))
-    X = (rng.standard_normal((n, d)) * np.geomspace(3.0, 0.3, d)) @ basis.T + 0.8
-    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
-
-
 def _with_dead(X: np.ndarray, values=(0.3, -0.2, 1.6e-8)) -> np.ndarray:
     """X with the DEAD columns set to constants (one of them MiniLM-sized, ~1e-8)."""
     X = X.copy()
     X[:, DEAD] = np.asarray(values, dtype=np.float32)
     return X
-
-
-def _cos(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    A = A.astype(np.float64)
-    B = B.astype(np.float64)
-    A = A / np.linalg.norm(A, axis=1, keepdims=True)
-    B = B / np.linalg.norm(B, axis=1, keepdims=True)
-    return A @ B.T
 
 
 def _matrix(t: Transform) -> np.ndarray:
