@@ -14,6 +14,7 @@ SCRIPTS = [
     "fetch_scaling.py",
     "sweep_overhead.py",
     "executor_scaling.py",
+    "cli_latency.py",
 ]
 
 if __name__ == "__main__":

@@ -12,12 +12,24 @@ import warnings
 
 import click
 
-from embedbench import api
 from embedbench.errors import EmbedbenchError
 from embedbench.secrets import mask
 
 DATA_HELP = "folder with <TaskName>/<split>.jsonl (else $EMBEDBENCH_DATA_DIR, else the hub)"
 CACHE_HELP = "embedding cache file (else the config's, $EMBEDBENCH_CACHE, ~/.cache/embedbench)"
+
+
+class _LazyApi:
+    """`embedbench.api`, imported on first use: `--help` and argument errors answer at once
+    instead of loading numpy, pydantic and the evaluation stack first."""
+
+    def __getattr__(self, name: str):
+        from embedbench import api as module
+
+        return getattr(module, name)
+
+
+api = _LazyApi()
 
 
 class _Bars:
