@@ -255,7 +255,7 @@ def compare(
     except EmbedbenchError as e:
         if as_json:
             click.echo(json.dumps({"exit_code": e.exit_code, "status": "error", "error": _line(e)}))
-        click.echo(f"error: {_line(e)}", err=True)
+        click.echo(_line(e, "error: "), err=True)
         sys.exit(e.exit_code)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
@@ -282,7 +282,7 @@ def report(run_dir: str, x_axis: str) -> None:
     try:
         paths = api.report(run_dir, x=x_axis)
     except EmbedbenchError as e:
-        click.echo(f"error: {_line(e)}", err=True)
+        click.echo(_line(e, "error: "), err=True)
         sys.exit(e.exit_code)
     for p in paths:
         click.echo(f"wrote {p}")
@@ -333,9 +333,10 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def _line(e: BaseException) -> str:
-    """An error message on one line, with every known secret masked."""
-    return mask(" ".join(str(e).split()))
+def _line(e: BaseException, prefix: str = "") -> str:
+    """An error message, one line per mistake (each with `prefix`), known secrets masked."""
+    lines = [mask(" ".join(line.split())) for line in str(e).splitlines() if line.strip()]
+    return "\n".join(prefix + line for line in lines)
 
 
 def main() -> None:
@@ -355,7 +356,7 @@ def main() -> None:
         e.show()
         sys.exit(e.exit_code)
     except EmbedbenchError as e:
-        click.echo(f"error: {_line(e)}", err=True)
+        click.echo(_line(e, "error: "), err=True)
         sys.exit(e.exit_code)
     except Exception as e:  # last resort: one line, the traceback only on request
         if os.environ.get(DEBUG_ENV) == "1":

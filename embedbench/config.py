@@ -224,18 +224,48 @@ def _one_line(err: dict[str, Any]) -> str:
 
 
 def parse_config(data: Any, source: str = "config") -> Config:
-    """Validate a loaded YAML mapping into a `Config`, or raise one `UserError` line."""
+    """Validate a loaded YAML mapping into a `Config`, or raise a `UserError` with one
+    line per mistake (every mistake of the file in one pass)."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping with name, providers, tasks, techniques")
     remember(data)
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        # A misspelled field shows up twice: unknown here, missing there. Name the typo.
-        errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
-        first = errors[0]
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise UserError(f"{source}: {_one_line(first)}{more}") from None
+        errors = e.errors()
+        # A misspelled field shows up twice: unknown here, missing there. Name the typo only.
+        typos = {
+            (err["loc"][:-1], close)
+            for err in errors
+            if err["type"] == "extra_forbidden"
+            for close in difflib.get_close_matches(
+                str(err["loc"][-1]), list(_model_at(err["loc"]).model_fields), n=1
+            )
+        }
+        lines = [
+            f"{source}: {_one_line(err)}"
+            for err in sorted(errors, key=lambda err: err["type"] != "extra_forbidden")
+            if not (err["type"] == "missing" and (err["loc"][:-1], err["loc"][-1]) in typos)
+        ]
+        raise UserError("\n".join(lines)) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key written twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise UserError(
+                    f"{self.name}: key '{key}' is written twice (lines {seen[key]} and {line}); "
+                    "keep one"
+                )
+            if isinstance(key, str | int | float | bool):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_config(path: str | Path) -> Config:
@@ -243,7 +273,12 @@ def load_config(path: str | Path) -> Config:
     if not path.is_file():
         raise UserError(f"config file '{path}' does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = _UniqueKeyLoader(path.read_text(encoding="utf-8"))
+        loader.name = str(path)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except UnicodeDecodeError as e:
         raise UserError(
             f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8"

@@ -95,33 +95,58 @@ def technique_catalog() -> list[str]:
 
 
 def check_config(config: Config) -> None:
-    """Check every name in the grid resolves, without calling any provider or the hub."""
+    """Check every name in the grid resolves, without calling any provider or the hub.
+
+    Every mistake is collected, so one `UserError` names them all, a line each.
+    """
+    errors: list[str] = []
+
+    def collect(check, *args) -> None:
+        try:
+            check(*args)
+        except UserError as e:
+            errors.append(str(e))
+
+    def provider_name(i: int, name: str) -> None:
+        if name not in PROVIDERS:
+            raise UserError(f"providers[{i}].name: {unknown_name('provider', name, PROVIDERS)}")
+
     for i, p in enumerate(config.providers):
-        if p.name not in PROVIDERS:
-            raise UserError(f"providers[{i}].name: {unknown_name('provider', p.name, PROVIDERS)}")
+        collect(provider_name, i, p.name)
     for t in config.techniques:
-        build_technique(t)
+        collect(build_technique, t)
+    for t in config.tasks:
+        collect(_check_task, t)
+    if not errors:  # providers are built only from a grid whose names resolve
+        for p in config.providers:
+            collect(_check_provider, p, config.techniques)
+    if errors:
+        raise UserError("\n".join(errors))
+
+
+def _check_task(name: str) -> None:
     import mteb
 
     from embedbench.tasks import PURPOSE_BY_TYPE, TASK_LISTING, known_tasks
 
-    for t in config.tasks:
-        try:
-            task_type = mteb.get_task(t).metadata.type
-        except KeyError:
-            raise unknown_name("task", t, known_tasks(), TASK_LISTING) from None
-        if task_type not in PURPOSE_BY_TYPE:
-            raise UserError(
-                f"tasks: {t} is a {task_type} task; supported types: {', '.join(PURPOSE_BY_TYPE)}"
-            )
-    for p in config.providers:
-        provider = build_provider(p)
-        try:
-            dim = provider.known_dim()
-        finally:
-            provider.close()
-        if dim:
-            check_dims(config.techniques, dim, p.label)
+    try:
+        task_type = mteb.get_task(name).metadata.type
+    except KeyError:
+        raise unknown_name("task", name, known_tasks(), TASK_LISTING) from None
+    if task_type not in PURPOSE_BY_TYPE:
+        raise UserError(
+            f"tasks: {name} is a {task_type} task; supported types: {', '.join(PURPOSE_BY_TYPE)}"
+        )
+
+
+def _check_provider(spec: ProviderSpec, techniques: list[str]) -> None:
+    provider = build_provider(spec)
+    try:
+        dim = provider.known_dim()
+    finally:
+        provider.close()
+    if dim:
+        check_dims(techniques, dim, spec.label)
 
 
 def check_calibration(techniques: list[str], n_cal: int, dim: int, where: str) -> None:

@@ -28,12 +28,27 @@ techniques: [binary]
 evaluation:
   bootsrap: 200
 """
+TWO_NAMES = """\
+name: t
+providers: [local:sentence-transformers/all-MiniLM-L6-v2]
+tasks: [STSBenchmrk]
+techniques: [binry, binary]
+"""
+TWICE = """\
+name: t
+providers: [local:sentence-transformers/all-MiniLM-L6-v2]
+tasks: [STSBenchmark]
+techniques: [binary]
+techniques: [scalar]
+"""
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     (tmp / "bad_field.yaml").write_text(BAD_FIELD, encoding="utf-8")
+    (tmp / "two_names.yaml").write_text(TWO_NAMES, encoding="utf-8")
+    (tmp / "twice.yaml").write_text(TWICE, encoding="utf-8")
     (tmp / "garbage.sqlite").write_bytes(b"not a database at all\n" * 50)
     env = {
         **os.environ,
@@ -44,6 +59,8 @@ def runs(tmp_path_factory):
     }
     commands = {
         "bad_field": ["validate", str(tmp / "bad_field.yaml")],
+        "two_names": ["validate", str(tmp / "two_names.yaml")],
+        "twice": ["validate", str(tmp / "twice.yaml")],
         "missing": ["validate", str(tmp / "nope.yaml")],
         "list_techniques": ["list", "techniques"],
         "quickstart": ["validate", str(QUICKSTART)],
@@ -118,3 +135,20 @@ def test_cache_stats_on_non_sqlite_file_is_one_line(runs):
     assert code in (1, 2)
     line = _one_error_line(stderr)
     assert "garbage.sqlite" in line
+
+
+def test_validate_names_every_mistake_in_one_pass(runs):
+    """A mistyped task and a mistyped technique: both named, a line each, exit 2."""
+    code, stdout, stderr = runs["two_names"]
+    assert code == 2 and "Traceback" not in stderr and stdout == ""
+    lines = stderr.splitlines()
+    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
+    assert "'binry' (did you mean 'binary'?)" in lines[0]
+    assert "'STSBenchmrk' (did you mean 'STSBenchmark'?)" in lines[1]
+
+
+def test_a_key_written_twice_is_a_user_error(runs):
+    code, _, stderr = runs["twice"]
+    assert code == 2
+    line = _one_error_line(stderr)
+    assert "key 'techniques' is written twice (lines 4 and 5)" in line

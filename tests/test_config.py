@@ -195,9 +195,29 @@ def test_provider_string_without_family(tmp_path):
     assert "providers[0]" in msg
 
 
-def test_several_mistakes_still_one_line(tmp_path):
-    msg = _error(tmp_path, _base(name="a/b", tasks=[], evaluation={"bootstrap": 1}))
-    assert "(and 2 more)" in msg
+def test_several_mistakes_a_line_each(tmp_path):
+    """Every mistake in one pass, a line each; a misspelt field is named once, as a typo."""
+    with pytest.raises(UserError) as info:
+        load_config(_write(tmp_path, _base(name="a/b", tasks=[], evaluation={"bootstrap": 1})))
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3 and info.value.exit_code == 2
+    assert any(".name" in x or ": name" in x for x in lines)
+    assert any("tasks" in x for x in lines) and any("evaluation.bootstrap" in x for x in lines)
+    with pytest.raises(UserError) as info:
+        load_config(
+            _write(
+                tmp_path,
+                {k: v for k, v in _base().items() if k != "tasks"} | {"taks": ["STSBenchmark"]},
+            )
+        )
+    lines = str(info.value).splitlines()
+    assert len(lines) == 1 and "did you mean 'tasks'" in lines[0]
+
+
+def test_a_key_written_twice_names_both_lines(tmp_path):
+    text = "name: t\nname: u\nproviders: [local:m]\ntasks: [STSBenchmark]\ntechniques: [binary]\n"
+    msg = _error(tmp_path, text)
+    assert "key 'name' is written twice (lines 1 and 2)" in msg
 
 
 @pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "", "42\n"])
