@@ -10,8 +10,13 @@ keeps every float vector is ≈ 1×, never 32×); `fast_size_multiplier` = 4·d 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embedbench import stats
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = [
     "task",
@@ -133,3 +138,27 @@ def row_values(r: CellResult) -> dict[str, str]:
         "interval_method": r.interval_method,
         "calibration": r.calibration,
     }
+
+
+TEXT_COLUMNS = ("task", "provider", "model", "technique", "spec", "role", "control")
+TEXT_COLUMNS += ("verdict", "interval_method", "calibration")
+
+
+def load_run(path: str | Path) -> pd.DataFrame:
+    """A run's retention table as a DataFrame: one row per cell, numbers as floats or ints
+    (empty cells as NaN). `path` is a run folder or its retention.csv; older tables with
+    fewer columns load too.
+
+    >>> df = load_run("results/beyond")
+    >>> df[df.role == "technique"].nlargest(3, "retention")[["task", "technique", "retention"]]
+    """
+    import pandas as pd
+
+    from embedbench.compare import read_retention
+
+    _, header, records = read_retention(path, ("task", "technique", "retention"))
+    df = pd.DataFrame([r for _, r in records], columns=header)
+    for column in header:
+        if column not in TEXT_COLUMNS:
+            df[column] = pd.to_numeric(df[column].replace("", None), errors="coerce")
+    return df

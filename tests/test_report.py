@@ -290,3 +290,16 @@ def test_markdown_says_the_rotated_presets_rotate_uncentred_vectors(tmp_path):
     result = _result(tmp_path)
     result.rows[0].spec = "svd+binary"
     assert "rotate *uncentred* vectors" in markdown(result)
+
+
+def test_load_run_gives_a_typed_dataframe(tmp_path):
+    import embedbench
+
+    result = _result(tmp_path)
+    out = write_outputs(result, 1.0, tmp_path / "cache.sqlite")
+    df = embedbench.load_run(out)
+    assert list(df.columns) == COLUMNS and len(df) == len(result.rows)
+    assert df["retention"].dtype.kind == "f" and df["dim"].dtype.kind == "i"
+    assert df.loc[df.verdict == "baseline", "ci_mc_error"].isna().all()
+    best = df[df.role == "technique"].nlargest(1, "retention")
+    assert best["technique"].item() in {r.technique for r in result.rows}
