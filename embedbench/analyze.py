@@ -41,7 +41,7 @@ from embedbench.config import Config
 from embedbench.encoder import l2_normalize
 from embedbench.plots import DPI, png_bytes
 from embedbench.providers.base import FetchStats
-from embedbench.registry import build_provider, build_technique
+from embedbench.registry import build_provider, build_technique, check_calibration
 from embedbench.report import write_atomic, write_atomic_bytes
 from embedbench.runner import EmbeddingStore, ProgressFn
 from embedbench.tasks import load_task
@@ -225,6 +225,8 @@ def analyze_config(
                 eval_texts = list(dict.fromkeys(lt.eval_texts()))
                 eval_texts = _sample(eval_texts, max_texts, config.evaluation.seed)
                 X_cal = store.get(cal_texts, lt.purpose)
+                where = f"{spec.label} × {task_name}"
+                check_calibration(config.techniques, len(cal_texts), X_cal.shape[1], where)
                 X_eval = store.get(eval_texts, lt.purpose)
                 # one BLAS thread, as a run fits: the same rotations, the same codes
                 with threadpool_limits(limits=1, user_api="blas"):

@@ -139,7 +139,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
         "providers: [local:sentence-transformers/all-MiniLM-L6-v2]\n"
         "tasks: [STSBenchmark]\n"
         f"techniques: [{', '.join(TECHNIQUES)}]\n"
-        "calibration: {split: train, max_texts: 300, seed: 0}\n",
+        "calibration: {split: train, max_texts: 500, seed: 0}\n",
         encoding="utf-8",
     )
     cache = tmp / "cache.sqlite"

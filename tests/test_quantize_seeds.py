@@ -410,3 +410,19 @@ def test_keeps_cosines_matches_what_each_transform_does():
         Z = build_transform(name).fit(cal).apply(X)
         kept = np.allclose(_cos(Z, Z), _cos(X, X), atol=1e-5)
         assert kept is cls.keeps_cosines, name
+
+
+def test_a_pca_basis_needs_more_calibration_vectors_than_dimensions():
+    """With n ≤ d the rank is cut by the sample size: that would be a silent dimension cut
+    (rotated-binary at 50 texts would be 7 bytes), so it is refused, as a user error."""
+    from embedbench.errors import UserError
+    from embedbench.registry import check_calibration
+
+    with pytest.raises(ValueError, match="needs more than 16 calibration vectors"):
+        build_technique("rotated-binary").fit(_gauss(16, 16))
+    with pytest.raises(UserError, match="rotated-binary fits a PCA basis of 384"):
+        check_calibration(["binary", "rotated-binary"], 300, 384, "local:m × STSBenchmark")
+    for name in ("itq+binary", "pca-haar+int8"):
+        with pytest.raises(UserError):
+            check_calibration([name], 384, 384, "here")
+    check_calibration(["binary", "haar+binary", "rotated-binary"], 385, 384, "here")
