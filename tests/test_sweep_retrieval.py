@@ -47,7 +47,7 @@ def test_retrieval_sweep(tmp_path, small_scifact):
         "tasks": ["SciFact"],
         "techniques": techniques,
         "calibration": {"max_texts": 200},
-        "evaluation": {"bootstrap": 200},
+        "evaluation": {"bootstrap": 200, "mc_target": 0.05},
         "output": str(tmp_path / "out"),
     }
     path = tmp_path / "r.yaml"
@@ -101,7 +101,7 @@ def test_search_options_apply_to_retrieval_only(tmp_path, small_scifact, data_di
         "tasks": ["STSBenchmark"],
         "techniques": ["classic", "binary/asym"],
         "calibration": {"max_texts": 200},
-        "evaluation": {"bootstrap": 200},
+        "evaluation": {"bootstrap": 200, "mc_target": 0.05},
         "output": str(tmp_path / "out"),
     }
     path = tmp_path / "m.yaml"
