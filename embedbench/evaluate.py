@@ -148,12 +148,11 @@ def drop_deep_metrics(task_result: dict[str, Any], depth: int) -> dict[str, Any]
     return task_result
 
 
-def _search_model(job: EvalJob, tech: Any, recorder: _Recorder, meta: Any):
+def _search_model(job: EvalJob, tech: Any, recorder: _Recorder, meta: Any, rescore_tech: Any):
     """mteb search model for a retrieval task: the technique's codes, per its options."""
     from embedbench.retrieval import CodeSearch, parse_search
 
     _, opts = parse_search(job.technique)
-    rescore_tech = _rescore_technique(job)
     return CodeSearch(
         recorder,
         tech,
@@ -209,8 +208,9 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
     recorder = _Recorder(get or _strict_get(job.vectors), lt, native)
     normalize = job.evaluation.normalize
     meta = model_meta(job.model, job.provider_key, tech, normalize, job.calibration.shape[1])
+    rescore = _rescore_technique(job) if lt.type == "Retrieval" else None  # fitted once
     if lt.type == "Retrieval":
-        encoder = _search_model(job, tech, recorder, meta)
+        encoder = _search_model(job, tech, recorder, meta, rescore)
     else:
         encoder = TechniqueEncoder(recorder, tech, meta, normalize)
     with tempfile.TemporaryDirectory(prefix="embedbench-") as tmp:
@@ -232,7 +232,6 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
         preds = preds["similarity_scores"]
     d_in = job.calibration.shape[1]
     secondary = secondary_bytes(job, d_in)
-    rescore = _rescore_technique(job) if lt.type == "Retrieval" else None
     if lt.type == "Retrieval":  # keep what the interval needs: nDCG@10 per query
         preds = per_query_ndcg(lt, preds)
         if secondary:
