@@ -84,7 +84,10 @@ def test_every_quantized_row_has_retention_and_interval(sweep):
             assert r["verdict"] == "baseline"
             continue
         lo, hi = float(r["ci_low"]), float(r["ci_high"])
-        assert lo < hi and lo <= ret + 0.01 and ret - 0.01 <= hi
+        assert lo <= ret + 0.01 and ret - 0.01 <= hi
+        # A degenerate interval is right only where every resample gives the same retention:
+        # a float control whose predictions equal the baseline's (a rotation-invariant fit).
+        assert lo < hi or (r["role"] == "control" and lo == hi == pytest.approx(ret, abs=0.01))
         assert r["interval_method"]
     sizes = {r["technique"]: (r["bits_per_dim"], r["size_multiplier"]) for r in rows}
     assert sizes["scalar"] == ("8", "4") and sizes["rotated-binary"] == ("1", "32")
