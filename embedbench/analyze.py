@@ -38,13 +38,14 @@ import numpy as np
 
 from embedbench.cache import EmbeddingCache
 from embedbench.config import Config
+from embedbench.embeddings import EmbeddingStore, ProgressFn
 from embedbench.encoder import l2_normalize
+from embedbench.grid import task_entries
 from embedbench.plots import DPI, png_bytes
 from embedbench.providers.base import FetchStats
 from embedbench.registry import build_provider, build_technique, check_calibration
 from embedbench.report import write_atomic, write_atomic_bytes
-from embedbench.runner import EmbeddingStore, ProgressFn
-from embedbench.tasks import load_task
+from embedbench.tasks import calibration_texts, load_task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -209,20 +210,20 @@ def analyze_config(
     techniques = [build_technique(name) for name in config.techniques]  # fail early on names
     result = Analysis(config)
     cal = config.calibration
-    tasks = {}
+    tasks = [load_task(entry, data_dir) for entry in task_entries(config)[0]]
     for spec in config.providers:
         provider = build_provider(spec)
         counters = FetchStats()
         try:
-            for task_name in config.tasks:
-                if task_name not in tasks:
-                    tasks[task_name] = load_task(task_name, data_dir)
-                lt = tasks[task_name]
+            for lt in tasks:
+                task_name = lt.name
                 store = EmbeddingStore(
                     provider, cache, counters, progress, f"{spec.label} {task_name}"
                 )
-                cal_texts = lt.calibration_texts(cal.split, cal.max_texts, cal.seed)
-                eval_texts = list(dict.fromkeys(lt.eval_texts()))
+                _, cal_texts = calibration_texts(lt, cal.split, cal.max_texts, cal.seed, data_dir)
+                # the vectors a technique codes: a searched task's corpus, else what is scored
+                evaluated = lt.needed_texts()[lt.purpose] if lt.kind.searches else lt.eval_texts()
+                eval_texts = list(dict.fromkeys(evaluated))
                 eval_texts = _sample(eval_texts, max_texts, config.evaluation.seed)
                 X_cal = store.get(cal_texts, lt.purpose)
                 where = f"{spec.label} × {task_name}"

@@ -8,11 +8,12 @@ from pathlib import Path
 from embedbench.cache import EmbeddingCache, NamespaceStats, default_cache_path
 from embedbench.compare import compare_runs
 from embedbench.config import Config, load_config
+from embedbench.embeddings import ProgressFn
 from embedbench.outdir import check_output_dir
 from embedbench.plan import PlanRow, make_plan
 from embedbench.registry import PROVIDERS, check_config, technique_catalog
 from embedbench.report import write_outputs, write_report
-from embedbench.runner import ProgressFn, RunResult, run_sweep
+from embedbench.runner import RunResult, run_sweep
 from embedbench.tasks import known_tasks, resolve_data_dir
 
 
@@ -70,6 +71,33 @@ def catalog(kind: str) -> list[str]:
     return known_tasks()
 
 
+def task_catalog(data_dir: str | Path | None = None) -> list[tuple[str, str, bool]]:
+    """(task, kind, local data found) of every mteb task of a supported kind."""
+    import mteb
+
+    from embedbench.tasks import KINDS
+
+    folder = resolve_data_dir(data_dir, None)
+    tasks = mteb.get_tasks(task_types=list(KINDS), languages=None, exclude_superseded=False)
+    return sorted(
+        (t.metadata.name, t.metadata.type, bool(folder and (folder / t.metadata.name).is_dir()))
+        for t in tasks
+    )
+
+
+def kind_catalog() -> list[tuple[str, str, str]]:
+    """(kind, what one resampled item is, calibration default) of every task kind."""
+    from embedbench.tasks import KINDS
+
+    return [(k.type, k.item, k.calibration_default) for k in KINDS.values()]
+
+
+def benchmark_catalog() -> list[str]:
+    from embedbench.tasks.benchmarks import known_benchmarks
+
+    return known_benchmarks()
+
+
 def cache_stats(cache: str | Path | None = None) -> tuple[Path, list[NamespaceStats], int]:
     path = cache_path_for(cache)
     with EmbeddingCache(path) as store:
@@ -77,6 +105,13 @@ def cache_stats(cache: str | Path | None = None) -> tuple[Path, list[NamespaceSt
 
 
 compare = compare_runs  # NEW vs BASELINE: see embedbench.compare
+
+
+def task_entries(config: Config):
+    """(task entries with a benchmark expanded, benchmark tasks left out)."""
+    from embedbench.grid import task_entries as entries
+
+    return entries(config)
 
 
 def report(run_dir: str | Path, x: str = "size") -> list[Path]:

@@ -118,7 +118,7 @@ def run(
 def plan(config: str, data_dir: str | None, cache: str | None) -> None:
     """Cells, texts (new vs cached), calls, tokens and cost, without calling any provider."""
     cfg, rows = api.plan(config, data_dir, cache)
-    click.echo(f"{cfg.name}: {len(cfg.cells())} cells")
+    click.echo(f"{cfg.name}: {sum(r.cells for r in rows)} cells")
     click.echo(
         "| provider | task | cells | texts | cached | new | calls | tokens (est.) | USD (est.) |"
     )
@@ -126,7 +126,8 @@ def plan(config: str, data_dir: str | None, cache: str | None) -> None:
     for r in rows:
         usd = "no price" if r.usd is None else f"{r.usd:.4f}"
         click.echo(
-            f"| {r.provider} | {r.task} | {r.cells} | {r.texts} | {r.cached} | {r.new} "
+            f"| {r.provider} | {r.task}{' (est.)' if r.estimated else ''} | {r.cells} "
+            f"| {r.texts} | {r.cached} | {r.new} "
             f"| {r.calls} | {r.tokens} | {usd} |"
         )
     known = [r.usd for r in rows if r.usd is not None]
@@ -135,6 +136,8 @@ def plan(config: str, data_dir: str | None, cache: str | None) -> None:
         f"~{sum(r.tokens for r in rows)} tokens, ~${sum(known):.4f}"
         + ("" if len(known) == len(rows) else " (some models have no price: set `prices:`)")
     )
+    if any(r.estimated for r in rows):
+        click.echo("(est.): no local data; texts and characters from mteb's published statistics")
 
 
 @cli.command()
@@ -142,21 +145,37 @@ def plan(config: str, data_dir: str | None, cache: str | None) -> None:
 def validate(config: str) -> None:
     """Check CONFIG without calling any provider."""
     cfg = api.validate(config)
+    n_tasks = len(cfg.tasks) if not cfg.benchmark else len(api.task_entries(cfg)[0])
     click.echo(
-        f"{config}: ok, {len(cfg.cells())} cells "
-        f"({len(cfg.providers)} providers × {len(cfg.tasks)} tasks × "
+        f"{config}: ok, {len(cfg.providers) * n_tasks * len(cfg.techniques)} cells "
+        f"({len(cfg.providers)} providers × {n_tasks} tasks × "
         f"{len(cfg.techniques)} techniques)"
     )
 
 
+LISTS = ["providers", "techniques", "kinds", "tasks", "benchmarks"]
+
+
 @cli.command(name="list")
-@click.argument("kind", required=False, type=click.Choice(["providers", "techniques", "tasks"]))
-def list_(kind: str | None) -> None:
-    """List providers, techniques (presets and codes; compose as transform+code) or tasks."""
-    for k in [kind] if kind else ["providers", "techniques", "tasks"]:
+@click.argument("kind", required=False, type=click.Choice(LISTS))
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_HELP)
+def list_(kind: str | None, data_dir: str | None) -> None:
+    """List providers, techniques (presets and codes; compose as transform+code), task
+    kinds (with what their intervals resample), tasks (kind, local data) or benchmarks."""
+    for k in [kind] if kind else LISTS:
         click.echo(f"{k}:")
-        for name in api.catalog(k):
-            click.echo(f"  {name}")
+        if k == "kinds":
+            for name, item, calibration in api.kind_catalog():
+                click.echo(f"  {name}: resamples {item}; calibrates on {calibration}")
+        elif k == "tasks":
+            for name, task_kind, local in api.task_catalog(data_dir):
+                click.echo(f"  {name}  ({task_kind}{', local data' if local else ''})")
+        elif k == "benchmarks":
+            for name in api.benchmark_catalog():
+                click.echo(f"  {name}")
+        else:
+            for name in api.catalog(k):
+                click.echo(f"  {name}")
 
 
 @cli.group()

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from embedbench.errors import UserError
 from embedbench.secrets import is_secret_key, redact, remember
@@ -72,6 +80,28 @@ class ProviderSpec(_Strict):
         return f"{self.label}@{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
+class TaskSpec(_Strict):
+    """One task entry: an mteb task (optionally restricted to some subsets and splits),
+    or a team's own files (`kind` and `path`). `calibration` names the task's
+    calibration source (`<split>`, `<Task>:<split>`, `file:<path>`; see
+    `embedbench.tasks.calibration`)."""
+
+    name: str = Field(min_length=1)
+    kind: str | None = None
+    path: str | None = None
+    subsets: list[str] | None = Field(None, min_length=1)
+    splits: list[str] | None = Field(None, min_length=1)
+    calibration: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _user_task(self) -> TaskSpec:
+        if (self.kind is None) != (self.path is None):
+            raise ValueError("a task from your own files needs both 'kind' and 'path'")
+        if self.path is not None and self.subsets:
+            raise ValueError("a task from your own files has one subset; drop 'subsets'")
+        return self
+
+
 class Calibration(_Strict):
     """Where fitted parameters come from: never the evaluation split."""
 
@@ -113,7 +143,8 @@ class Config(_Strict):
 
     name: str
     providers: list[ProviderSpec] = Field(min_length=1)
-    tasks: list[str] = Field(min_length=1)
+    tasks: list[TaskSpec] = Field(default_factory=list)
+    benchmark: str | None = Field(None, min_length=1)  # an mteb benchmark: adds its tasks
     techniques: list[str] = Field(min_length=1)
     calibration: Calibration = Field(default_factory=Calibration)
     evaluation: Evaluation = Field(default_factory=Evaluation)
@@ -156,13 +187,48 @@ class Config(_Strict):
             raise ValueError(f"listed twice: {', '.join(dup)} (the same cells twice)")
         return v
 
-    @field_validator("tasks", "techniques")
+    @field_validator("techniques")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
         dup = sorted({x for x in v if v.count(x) > 1})
         if dup:
             raise ValueError(f"listed twice: {', '.join(dup)}")
         return v
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _task_names(cls, v: Any) -> Any:
+        """A plain name stands for `{name: <name>}`."""
+        return [{"name": t} if isinstance(t, str) else t for t in v] if isinstance(v, list) else v
+
+    @field_serializer("tasks")
+    def _dump_tasks(self, v: list[TaskSpec]) -> list[Any]:
+        """A plain name again where nothing else is set (recorded configs stay short)."""
+        return [
+            t.name
+            if t.model_dump(exclude_none=True) == {"name": t.name}
+            else t.model_dump(exclude_none=True)
+            for t in v
+        ]
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, v: list[TaskSpec]) -> list[TaskSpec]:
+        names = [t.name for t in v]
+        dup = sorted({x for x in names if names.count(x) > 1})
+        if dup:
+            raise ValueError(f"listed twice: {', '.join(dup)}")
+        return v
+
+    @model_validator(mode="after")
+    def _some_task(self) -> Config:
+        if not self.tasks and not self.benchmark:
+            raise ValueError("tasks: list at least one task, or name a benchmark")
+        return self
+
+    def task_specs(self) -> list[TaskSpec]:
+        """The listed tasks (a benchmark's are added by `tasks.benchmarks.expand`)."""
+        return list(self.tasks)
 
     def output_dir(self) -> Path:
         return Path(self.output) if self.output else Path("results") / self.name
@@ -175,9 +241,10 @@ class Config(_Strict):
         blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def cells(self) -> list[Cell]:
+    def cells(self, tasks: list[TaskSpec] | None = None) -> list[Cell]:
         """The grid in run order: provider, then task, then technique."""
-        return [Cell(p, t, q) for p in self.providers for t in self.tasks for q in self.techniques]
+        names = [t.name for t in (tasks or self.task_specs())]
+        return [Cell(p, t, q) for p in self.providers for t in names for q in self.techniques]
 
 
 @dataclass(frozen=True)
@@ -190,6 +257,8 @@ class Cell:
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
+        if isinstance(part, str) and "[" in part:  # pydantic's validator tags
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "config"
 
@@ -218,7 +287,9 @@ def _one_line(err: dict[str, Any]) -> str:
     if err["type"] == "missing":
         return f"{where}: required field is missing"
     msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "value_error" and "listed twice" in msg:
+    if err["type"] == "value_error" and ("listed twice" in msg or not loc):
+        return msg if not loc else f"{where}: {msg}"
+    if err["type"] == "value_error" and isinstance(err.get("input"), dict):
         return f"{where}: {msg}"
     return f"{where}: {msg} (got {redact(err.get('input'))!r})"
 

@@ -28,7 +28,7 @@ from embedbench.native import NativeCode
 from embedbench.providers.base import Purpose
 from embedbench.records import EvalRecord
 from embedbench.registry import build_technique
-from embedbench.tasks import LoadedTask, load_task
+from embedbench.tasks import LoadedTask, load_task, mteb_compat, unit_key
 
 Get = Callable[[list[str], Purpose], np.ndarray]
 
@@ -36,7 +36,7 @@ Get = Callable[[list[str], Purpose], np.ndarray]
 @dataclass
 class EvalJob:
     key: str
-    task: str
+    task: Any  # the config's task entry (`TaskSpec`)
     data_dir: str | None
     evaluation: Evaluation
     technique: str
@@ -49,16 +49,7 @@ class EvalJob:
 
 def prepare(lt: LoadedTask, ev: Evaluation) -> None:
     """Evaluator settings, identical for the float baseline and every technique."""
-    task = lt.task
-    if lt.type == "STS":
-        # mteb's STS main score is cosine on what encode returns; "spearman" follows the
-        # encoder's own similarity, i.e. the technique's (the same value for float vectors).
-        task.metadata = task.metadata.model_copy(update={"main_score": "spearman"})
-    if lt.type == "Classification":
-        if ev.n_experiments is not None:
-            task.n_experiments = ev.n_experiments
-        if ev.samples_per_label is not None:
-            task.samples_per_label = ev.samples_per_label
+    lt.kind.prepare(lt.task, ev)
 
 
 class _Recorder:
@@ -91,24 +82,29 @@ def _strict_get(vectors: dict[str, tuple[list[str], np.ndarray]]) -> Get:
     return get
 
 
-def check_consistent(lt: LoadedTask, score: float, preds: Any) -> None:
-    """The predictions an interval is built on must reproduce mteb's main score."""
-    from scipy.stats import spearmanr
+def check_consistent(lt: LoadedTask, unit_scores: dict[str, float], preds: dict[str, Any]):
+    """The predictions an interval is built on must reproduce mteb's main score, unit by
+    unit (a change in mteb's internals stops here, never as a wrong figure)."""
+    for unit in lt.units:
+        key = unit_key(unit)
+        again = lt.kind.resampler(lt.gold(unit)).point(preds[key])
+        if not lt.kind.consistent(again, unit_scores[key]):
+            raise EmbedbenchError(
+                f"{lt.name} {key}: mteb main score {unit_scores[key]} differs from its "
+                f"predictions ({again})"
+            )
 
-    if lt.type == "Retrieval":
-        from embedbench.retrieval import mteb_mean
 
-        again = mteb_mean(preds)
-    elif lt.type == "STS":
-        gold = np.asarray(lt.gold())
-        again = float(spearmanr(gold, preds)[0])
-    else:
-        gold = np.asarray(lt.gold())
-        again = float(np.mean([(np.asarray(p) == gold).mean() for p in preds]))
-    if abs(again - score) > 1e-9:
-        raise EmbedbenchError(
-            f"{lt.name}: mteb main score {score} differs from its predictions ({again})"
-        )
+def unit_scores(lt: LoadedTask, scores: dict[str, Any]) -> dict[str, float]:
+    """mteb's main score of every unit, from its TaskResult's (unrounded) scores."""
+    out = {}
+    for split, entries in scores.items():
+        for entry in entries:
+            out[unit_key((entry["hf_subset"], split))] = float(entry["main_score"])
+    missing = [unit_key(u) for u in lt.units if unit_key(u) not in out]
+    if missing:
+        raise EmbedbenchError(f"{lt.name}: mteb reported no score for {', '.join(missing)}")
+    return out
 
 
 RESCORE_DEPTH = 10  # documents a rescored search returns (its main score is nDCG@10)
@@ -167,18 +163,6 @@ def _search_model(job: EvalJob, tech: Any, recorder: _Recorder, meta: Any, resco
     )
 
 
-def per_query_ndcg(lt: LoadedTask, preds: Any) -> dict[str, float]:
-    from embedbench import retrieval
-
-    qrels = retrieval.split_data(lt.task, lt.eval_split)["relevant_docs"]
-    return retrieval.per_query_ndcg(
-        preds,
-        qrels,
-        ignore_identical_ids=lt.task.ignore_identical_ids,
-        skip_first_result=lt.task.skip_first_result,
-    )
-
-
 def run_job(job: EvalJob, get: Get | None = None, lt: LoadedTask | None = None) -> EvalRecord:
     """Fit the technique on the job's calibration vectors and evaluate it with mteb.
 
@@ -208,11 +192,13 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
     recorder = _Recorder(get or _strict_get(job.vectors), lt, native)
     normalize = job.evaluation.normalize
     meta = model_meta(job.model, job.provider_key, tech, normalize, job.calibration.shape[1])
-    rescore = _rescore_technique(job) if lt.type == "Retrieval" else None  # fitted once
-    if lt.type == "Retrieval":
+    searches = lt.kind.searches
+    rescore = _rescore_technique(job) if searches else None  # fitted once
+    if searches:
         encoder = _search_model(job, tech, recorder, meta, rescore)
     else:
         encoder = TechniqueEncoder(recorder, tech, meta, normalize)
+    mteb_compat.reseed(lt.task)  # every evaluation of a task draws the same samples
     with tempfile.TemporaryDirectory(prefix="embedbench-") as tmp:
         result = mteb.evaluate(
             encoder,
@@ -224,19 +210,17 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
             raise_error=True,
         )
         score = float(result.task_results[0].get_score())
-        preds_file = Path(tmp) / "pred" / f"{lt.name}_predictions.json"
-        preds = json.loads(preds_file.read_text(encoding="utf-8"))["default"][lt.eval_split]
-        (result_file,) = (Path(tmp) / "mteb").rglob(f"{lt.name}.json")
+        scores = unit_scores(lt, result.task_results[0].scores)
+        preds_file = Path(tmp) / "pred" / f"{lt.task.metadata.name}_predictions.json"
+        raw = json.loads(preds_file.read_text(encoding="utf-8"))
+        (result_file,) = (Path(tmp) / "mteb").rglob(f"{lt.task.metadata.name}.json")
         task_result = json.loads(result_file.read_text(encoding="utf-8"))
-    if lt.type == "STS":
-        preds = preds["similarity_scores"]
+    preds = {unit_key(u): lt.kind.read(raw[u[0]][u[1]], lt, u) for u in lt.units}
     d_in = job.calibration.shape[1]
     secondary = secondary_bytes(job, d_in)
-    if lt.type == "Retrieval":  # keep what the interval needs: nDCG@10 per query
-        preds = per_query_ndcg(lt, preds)
-        if secondary:
-            drop_deep_metrics(task_result, RESCORE_DEPTH)
-    check_consistent(lt, score, preds)
+    if secondary:
+        drop_deep_metrics(task_result, RESCORE_DEPTH)
+    check_consistent(lt, scores, preds)
     return EvalRecord(
         key=job.key,
         task=lt.name,
@@ -251,4 +235,5 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
         seed=job.seed,
         bytes_per_vector=tech.bytes_per_vector(d_in),
         secondary_bytes=secondary,
+        unit_scores=scores,
     )

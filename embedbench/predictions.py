@@ -2,13 +2,17 @@
 
 Layout of `<run>/predictions/`:
 
-- `index.json`: `{"version": 1, "tasks": {task: {"kind", "gold"}}, "cells": [{task,
-  provider, model, technique, file}]}`; `gold` is the file of the task's gold scores or
-  labels (none for retrieval, whose predictions are per-query scores already).
+- `index.json`: `{"version": 2, "tasks": {task: {"kind", "gold"}}, "cells": [{task,
+  provider, model, technique, file}]}`; `gold` is the file of the task's
+  `{unit: gold}` (a unit is "subset/split"; gold is what the kind's resampler needs
+  besides predictions: STS scores, labels, clustering draws; null for retrieval).
 - one gzip JSON file per cell: `{"task", "provider", "model", "technique", "kind",
-  "score", "predictions"}`; `predictions` is what `stats.Items` scores: STS predicted
-  similarities, classification labels (experiments × items), retrieval
-  {query id: nDCG@10}; `score` is mteb's main score of the cell.
+  "score", "predictions", "unit_scores"}`; `predictions` is `{unit: the kind's
+  per-item predictions}` (STS similarities, classification labels per experiment,
+  retrieval {query id: nDCG@10}, ...); `score` is mteb's task score of the cell and
+  `unit_scores` its main score per unit.
+
+Version 1 folders (one unit per task, unnamed) are read as one unit named "*".
 
 Files are gzip with a fixed timestamp, so the same run gives the same bytes.
 """
@@ -26,7 +30,8 @@ from embedbench.errors import UserError
 
 FOLDER = "predictions"
 INDEX = "index.json"
-VERSION = 1
+VERSION = 2
+OLD_UNIT = "*"  # the one unit of a version-1 task
 
 
 def _slug(text: str) -> str:
@@ -54,6 +59,7 @@ class CellPredictions:
     kind: str
     score: float
     predictions: Any
+    unit_scores: dict[str, float] | None = None
 
 
 class PredictionWriter:
@@ -64,13 +70,11 @@ class PredictionWriter:
         self.cells: list[dict[str, str]] = []
         self._files: dict[str, bytes] = {}
 
-    def task(self, task: str, kind: str, gold: list[Any] | None) -> None:
+    def task(self, task: str, kind: str, gold: dict[str, Any]) -> None:
         if task in self.tasks:
             return
-        gold_file = None
-        if gold is not None:
-            gold_file = f"{_slug(task)}/gold.json.gz"
-            self._files[gold_file] = _dump({"task": task, "kind": kind, "gold": gold})
+        gold_file = f"{_slug(task)}/gold.json.gz"
+        self._files[gold_file] = _dump({"task": task, "kind": kind, "gold": gold})
         self.tasks[task] = {"kind": kind, "gold": gold_file}
 
     def cell(self, cell: CellPredictions) -> None:
@@ -98,6 +102,7 @@ class RunPredictions:
 
     def __init__(self, folder: Path, index: dict[str, Any]):
         self.folder = folder
+        self.version = index.get("version")
         self.tasks: dict[str, dict[str, Any]] = index.get("tasks") or {}
         self.cells = {
             (c["task"], c["provider"], c["model"], c["technique"]): c["file"]
@@ -114,19 +119,25 @@ class RunPredictions:
             index = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise UserError(f"{path}: not a valid predictions index ({e})") from None
-        if not isinstance(index, dict) or index.get("version") != VERSION:
-            raise UserError(f"{path}: not a predictions index of version {VERSION}")
+        if not isinstance(index, dict) or index.get("version") not in (1, VERSION):
+            raise UserError(f"{path}: not a predictions index of version 1 or {VERSION}")
         return cls(folder, index)
 
     def kind(self, task: str) -> str | None:
         return (self.tasks.get(task) or {}).get("kind")
 
-    def gold(self, task: str) -> list[Any] | None:
+    def gold(self, task: str) -> dict[str, Any]:
+        """{unit: gold} of a task."""
         name = (self.tasks.get(task) or {}).get("gold")
-        return None if name is None else _load(self.folder / name)["gold"]
+        gold = None if name is None else _load(self.folder / name)["gold"]
+        return {OLD_UNIT: gold} if self.version == 1 else gold or {}
 
     def cell(self, task: str, provider: str, model: str, technique: str) -> CellPredictions | None:
         name = self.cells.get((task, provider, model, technique))
         if name is None or not (self.folder / name).is_file():
             return None
-        return CellPredictions(**_load(self.folder / name))
+        cell = CellPredictions(**_load(self.folder / name))
+        if self.version == 1:
+            cell.predictions = {OLD_UNIT: cell.predictions}
+            cell.unit_scores = {OLD_UNIT: cell.score}
+        return cell

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 PACKAGE = Path(__file__).resolve().parent
 
 
@@ -52,8 +52,8 @@ class EvalRecord:
     task: str
     technique: str
     spec: str
-    score: float
-    predictions: Any
+    score: float  # mteb's task score: the mean of its units' main scores
+    predictions: Any  # {unit key "subset/split": the kind's per-item predictions}
     task_result: dict[str, Any]
     seconds: float
     params_bytes: int = 0
@@ -61,6 +61,7 @@ class EvalRecord:
     seed: int = 0  # replicate: calibration sample and random draws
     bytes_per_vector: int = 0  # the fitted code's size (searched tier)
     secondary_bytes: int = 0  # per-vector copies kept for re-ranking
+    unit_scores: dict[str, float] = field(default_factory=dict)  # unit key -> main score
 
 
 def evaluation_key(parts: dict[str, Any]) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
+from typing import Any
 
 from embedbench.config import Config, ProviderSpec
 from embedbench.errors import UserError, unknown_name
@@ -115,8 +117,12 @@ def check_config(config: Config) -> None:
         collect(provider_name, i, p.name)
     for t in config.techniques:
         collect(build_technique, t)
-    for t in config.tasks:
+    for t in config.task_specs():
         collect(_check_task, t)
+    if config.benchmark:
+        from embedbench.tasks.benchmarks import benchmark_tasks
+
+        collect(benchmark_tasks, config.benchmark)
     if not errors:  # providers are built only from a grid whose names resolve
         for p in config.providers:
             collect(_check_provider, p, config.techniques)
@@ -124,18 +130,30 @@ def check_config(config: Config) -> None:
         raise UserError("\n".join(errors))
 
 
-def _check_task(name: str) -> None:
+def _check_task(entry: Any) -> None:
+    """A task entry names an mteb task of a supported kind, or a user folder of one."""
+    from embedbench.tasks import KINDS, TASK_LISTING, known_tasks
+
+    if entry.path is not None:
+        from embedbench.tasks.user import USER_KINDS
+
+        if entry.kind not in USER_KINDS:
+            raise UserError(
+                f"tasks: {entry.name}: kind '{entry.kind}' cannot be read from files; "
+                f"allowed: {', '.join(USER_KINDS)}"
+            )
+        if not Path(entry.path).expanduser().is_dir():
+            raise UserError(f"tasks: {entry.name}: path {entry.path} is not a folder")
+        return
     import mteb
 
-    from embedbench.tasks import PURPOSE_BY_TYPE, TASK_LISTING, known_tasks
-
     try:
-        task_type = mteb.get_task(name).metadata.type
+        task_type = mteb.get_task(entry.name).metadata.type
     except KeyError:
-        raise unknown_name("task", name, known_tasks(), TASK_LISTING) from None
-    if task_type not in PURPOSE_BY_TYPE:
+        raise unknown_name("task", entry.name, known_tasks(), TASK_LISTING) from None
+    if task_type not in KINDS:
         raise UserError(
-            f"tasks: {name} is a {task_type} task; supported types: {', '.join(PURPOSE_BY_TYPE)}"
+            f"tasks: {entry.name} is a {task_type} task; supported kinds: {', '.join(KINDS)}"
         )
 
 

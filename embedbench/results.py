@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 COLUMNS = [
     "task",
+    "subset",
+    "split",
+    "scope",
     "provider",
     "model",
     "technique",
@@ -57,9 +60,13 @@ ROLES = ("baseline", "technique", "control")
 
 @dataclass
 class CellResult:
-    """One row of the retention table."""
+    """One row of the retention table: a technique on one evaluation unit of a task
+    (`scope` "unit"), or on the task as mteb scores it (`scope` "task")."""
 
     task: str
+    subset: str  # mteb hf_subset, or "all" (the task's mean over subsets)
+    split: str  # evaluation split, or "all"
+    scope: str  # "task" | "unit"
     provider: str
     model: str
     technique: str
@@ -106,6 +113,9 @@ def row_values(r: CellResult) -> dict[str, str]:
     has_ci = ret.verdict != "baseline"
     return {
         "task": r.task,
+        "subset": r.subset,
+        "split": r.split,
+        "scope": r.scope,
         "provider": r.provider,
         "model": r.model,
         "technique": r.technique,
@@ -140,7 +150,18 @@ def row_values(r: CellResult) -> dict[str, str]:
     }
 
 
-TEXT_COLUMNS = ("task", "provider", "model", "technique", "spec", "role", "control")
+TEXT_COLUMNS = (
+    "task",
+    "subset",
+    "split",
+    "scope",
+    "provider",
+    "model",
+    "technique",
+    "spec",
+    "role",
+    "control",
+)
 TEXT_COLUMNS += ("verdict", "interval_method", "calibration")
 
 

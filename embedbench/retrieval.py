@@ -1,18 +1,15 @@
-"""Retrieval on quantized codes: BEIR data into mteb's task, a code-search model, per-query nDCG.
+"""Search on quantized codes: the model mteb's retrieval evaluator calls, and its options.
 
-- `load_beir` puts a local BEIR folder (`corpus.jsonl`, `queries.jsonl`,
-  `qrels/<split>.tsv`) into an mteb retrieval task, so mteb's own evaluator runs on
-  it offline; `corpus_texts` / `query_texts` are the exact strings mteb hands the
-  model (a document is mteb's `title + " " + text`), so embeddings can be fetched
-  ahead; `calibration_texts` is a seeded sample of corpus documents, never queries.
+(The retrieval task kind, its BEIR data and per-query nDCG are in
+`embedbench.tasks.retrieval`.)
+
 - `CodeSearch` is an mteb `SearchProtocol` model: it indexes the corpus as a
   technique's codes (faiss `IndexBinaryFlat` on the packed bits for 1-bit sign
   codes, else `IndexFlatIP` on the decoded, L2-normalised vectors), searches
   symmetrically (query coded the same way) or asymmetrically (float query against
   decoded documents), and optionally re-ranks a candidate window with float or int8
   document vectors.
-- `per_query_ndcg` recomputes mteb's nDCG@k per query from its saved predictions
-  with the same pytrec_eval measure mteb uses (the items `stats.Items` resamples).
+- `parse_search` reads a technique's search options (`binary/asym`, `/rescore4-int8`).
 
 Ranking rule. pytrec_eval (and so mteb) orders a query's returned documents by score,
 descending, ties by document id, descending. `CodeSearch` returns, per query, exactly
@@ -26,189 +23,19 @@ top_k and of faiss internals.
 
 from __future__ import annotations
 
-import csv
-import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from embedbench.encoder import l2_normalize
-from embedbench.errors import UserError
 from embedbench.quantize import Technique
-from embedbench.tasks import read_jsonl
+from embedbench.tasks.mteb_compat import model_texts
 
 Lookup = Callable[[list[str], Any], np.ndarray]  # (texts, PromptType) -> float32 n × d
 RescoreWith = Literal["float", "int8"]
-SUBSET = "default"
-CORPUS_FILE, QUERIES_FILE, QRELS_DIR = "corpus.jsonl", "queries.jsonl", "qrels"
-
-
-# --------------------------------------------------------------------------- data
-
-
-def _read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], int]:
-    """BEIR qrels (`query-id corpus-id score`, tab separated, header) → {qid: {docid: score}}."""
-    qrels: dict[str, dict[str, int]] = {}
-    rows = 0
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t")
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
-            raise UserError(f"{path}: expected the header 'query-id<TAB>corpus-id<TAB>score'")
-        for lineno, row in enumerate(reader, 2):
-            if not row or not "".join(row).strip():
-                continue
-            try:
-                qid, docid, score = row[0].strip(), row[1].strip(), int(row[2])
-            except (IndexError, ValueError):
-                raise UserError(f"{path}:{lineno}: expected query-id, corpus-id, score") from None
-            qrels.setdefault(qid, {})[docid] = score
-            rows += 1
-    return qrels, rows
-
-
-def load_beir(task: Any, folder: Path) -> dict[str, Any]:
-    """Load a BEIR folder into mteb retrieval `task`, one split per `qrels/<split>.tsv`.
-
-    Mirrors mteb's own hub loader (`RetrievalDatasetLoader`): the corpus (columns
-    `id`, `title`, `text`) is shared by every split, each split's queries are those
-    with a qrels row (in file order), relevance scores are ints. Sets
-    `task.dataset[SUBSET][split]` and `task.data_loaded`, so mteb never goes to the
-    hub. Returns the data source {kind: local, folder, files: {relpath: sha256}}.
-    """
-    from datasets import Dataset
-
-    from embedbench.tasks import sha256_file
-
-    folder = Path(folder)
-    if task.metadata.is_multilingual:
-        raise UserError(f"task {task.metadata.name}: multilingual retrieval tasks not supported")
-    corpus_path, queries_path = folder / CORPUS_FILE, folder / QUERIES_FILE
-    qrels_paths = sorted((folder / QRELS_DIR).glob("*.tsv"))
-    missing = [p.name for p in (corpus_path, queries_path) if not p.is_file()]
-    if missing or not qrels_paths:
-        raise UserError(
-            f"retrieval folder {folder} needs {CORPUS_FILE}, {QUERIES_FILE} and "
-            f"{QRELS_DIR}/<split>.tsv (BEIR layout); missing: "
-            + ", ".join(missing + ([] if qrels_paths else [f"{QRELS_DIR}/*.tsv"]))
-        )
-    docs = read_jsonl(corpus_path)
-    corpus = Dataset.from_dict(
-        {
-            "id": [str(d["_id"]) for d in docs],
-            "title": [d.get("title") or "" for d in docs],
-            "text": [d.get("text") or "" for d in docs],
-        }
-    )
-    queries_all = read_jsonl(queries_path)
-    query_ids = [str(q["_id"]) for q in queries_all]
-    query_text = [q["text"] for q in queries_all]
-    doc_ids = set(corpus["id"])
-    splits: dict[str, dict[str, Any]] = {}
-    for path in qrels_paths:
-        qrels, _ = _read_qrels(path)
-        unknown_docs = {d for rel in qrels.values() for d in rel} - doc_ids
-        unknown_queries = set(qrels) - set(query_ids)
-        if unknown_docs or unknown_queries:
-            raise UserError(
-                f"{path}: {len(unknown_queries)} query ids not in {QUERIES_FILE}, "
-                f"{len(unknown_docs)} corpus ids not in {CORPUS_FILE}"
-            )
-        keep = [i for i, qid in enumerate(query_ids) if qid in qrels]
-        queries = Dataset.from_dict(
-            {"id": [query_ids[i] for i in keep], "text": [query_text[i] for i in keep]}
-        )
-        splits[path.stem] = {
-            "corpus": corpus,
-            "queries": queries,
-            "relevant_docs": qrels,
-            "top_ranked": None,
-        }
-    task.dataset = {SUBSET: splits}
-    task.data_loaded = True
-    files = [corpus_path, queries_path, *qrels_paths]
-    return {
-        "kind": "local",
-        "folder": str(folder.resolve()),
-        "files": {p.relative_to(folder).as_posix(): sha256_file(p) for p in files},
-    }
-
-
-def split_data(task: Any, split: str) -> dict[str, Any]:
-    """The loaded RetrievalSplitData of `split` (corpus, queries, relevant_docs, top_ranked)."""
-    subset = task.dataset.get(SUBSET, {})
-    if split not in subset:
-        raise UserError(
-            f"task {task.metadata.name}: no '{split}' split; available: "
-            + ", ".join(sorted(subset))
-        )
-    return subset[split]
-
-
-def _model_texts(dataset: Any, task_metadata: Any, prompt_type: Any) -> list[str]:
-    """The strings mteb's encoder path would hand `encode` for `dataset`, in order.
-
-    Built with mteb's own dataloader (`create_dataloader`, as `SearchEncoderWrapper`
-    does): a document is `(title + " " + text).strip()` (text alone without a title),
-    a query its text plus any instruction.
-    """
-    from mteb._create_dataloaders import create_dataloader
-
-    if len(dataset) == 0:
-        return []
-    loader = create_dataloader(
-        dataset, task_metadata=task_metadata, prompt_type=prompt_type, batch_size=4096
-    )
-    return [t for batch in loader for t in batch["text"]]
-
-
-def corpus_texts(task: Any, split: str) -> list[str]:
-    """Every document of `split` as mteb passes it to the model, in corpus order."""
-    from mteb.types import PromptType
-
-    return _model_texts(split_data(task, split)["corpus"], task.metadata, PromptType.document)
-
-
-def query_texts(task: Any, split: str) -> list[str]:
-    """Every evaluated query of `split` as mteb passes it to the model, in order."""
-    from mteb.types import PromptType
-
-    return _model_texts(split_data(task, split)["queries"], task.metadata, PromptType.query)
-
-
-def all_query_texts(task: Any) -> set[str]:
-    """The query strings of every loaded split (what calibration must never contain)."""
-    return {t for split in task.dataset.get(SUBSET, {}) for t in query_texts(task, split)}
-
-
-def calibration_texts(task: Any, split: str, max_texts: int, seed: int) -> list[str]:
-    """Unique corpus documents (as mteb embeds them), a seeded sample of at most `max_texts`.
-
-    The corpus is known at indexing time, so fitting on it is allowed; queries never
-    are: a document string that equals a query of any loaded split is dropped. Same
-    sampling as `LoadedTask.calibration_texts` (sorted seeded sample). Embed these
-    with the *document* purpose.
-    """
-    from embedbench.tasks import normalize_text, sample_texts
-
-    held_out = {normalize_text(t) for t in all_query_texts(task)}
-    docs = dict.fromkeys(corpus_texts(task, split))
-    return sample_texts([t for t in docs if normalize_text(t) not in held_out], max_texts, seed)
-
-
-PURPOSE_BY_PROMPT = {"query": "query", "document": "document"}
-
-
-def purpose_of(prompt_type: Any) -> str:
-    """Provider purpose ("query" / "document") for the mteb PromptType a lookup receives."""
-    value = getattr(prompt_type, "value", prompt_type)
-    if value not in PURPOSE_BY_PROMPT:
-        raise ValueError(f"retrieval lookup needs a query or document prompt type, got {value!r}")
-    return PURPOSE_BY_PROMPT[value]
 
 
 # --------------------------------------------------------------------------- search
@@ -357,7 +184,7 @@ class CodeSearch:
     ) -> None:
         from mteb.types import PromptType
 
-        texts = _model_texts(corpus, task_metadata, PromptType.document)
+        texts = model_texts(corpus, task_metadata, PromptType.document)
         X = np.asarray(self.lookup(texts, PromptType.document), dtype=np.float32)
         self.build(X, list(corpus["id"]))
 
@@ -378,7 +205,7 @@ class CodeSearch:
 
         if top_ranked is not None:
             raise NotImplementedError("CodeSearch does not rerank pre-ranked lists")
-        texts = _model_texts(queries, task_metadata, PromptType.query)
+        texts = model_texts(queries, task_metadata, PromptType.query)
         Q = np.asarray(self.lookup(texts, PromptType.query), dtype=np.float32)
         return self.search_vectors(Q, list(queries["id"]), self.top_k or top_k)
 
@@ -492,48 +319,6 @@ def is_sign_code_of(technique: Technique, codes: np.ndarray, d_in: int) -> bool:
 
 
 # --------------------------------------------------------------------------- metrics
-
-
-def predictions_of(prediction_file: Path, split: str, subset: str = SUBSET):
-    """mteb's saved retrieval predictions {qid: {docid: score}} for one split."""
-    data = json.loads(Path(prediction_file).read_text(encoding="utf-8"))
-    return data[subset][split]
-
-
-def per_query_ndcg(
-    predictions: Mapping[str, Mapping[str, float]],
-    relevant_docs: Mapping[str, Mapping[str, int]],
-    k: int = 10,
-    *,
-    ignore_identical_ids: bool = False,
-    skip_first_result: bool = False,
-) -> dict[str, float]:
-    """nDCG@k of each query, exactly as mteb computes it (pytrec_eval `ndcg_cut.k`).
-
-    `predictions` is what mteb saves with `prediction_folder` for a retrieval split
-    ({qid: {docid: score}}). `ignore_identical_ids` / `skip_first_result` repeat the
-    task's settings of the same names. `mteb_mean(per_query_ndcg(...))` is mteb's
-    `ndcg_at_k`.
-    """
-    import pytrec_eval
-
-    run = {q: dict(docs) for q, docs in predictions.items()}
-    if skip_first_result:
-        run = {
-            q: dict(sorted(docs.items(), key=lambda x: x[1], reverse=True)[1:])
-            for q, docs in run.items()
-        }
-    if ignore_identical_ids:
-        run = {q: {d: s for d, s in docs.items() if d != q} for q, docs in run.items()}
-    qrels = {q: dict(rel) for q, rel in relevant_docs.items()}
-    measure = f"ndcg_cut_{k}"
-    scores = pytrec_eval.RelevanceEvaluator(qrels, {f"ndcg_cut.{k}"}).evaluate(run)
-    return {q: float(s[measure]) for q, s in scores.items()}
-
-
-def mteb_mean(per_query: Mapping[str, float]) -> float:
-    """mteb's aggregate of per-query scores: their mean, rounded to 5 decimals."""
-    return round(sum(per_query.values()) / len(per_query), 5)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 """Execute a grid: embed each text once, evaluate, collect retention rows.
 
-The driver (this module) is the only caller of providers. For each provider ×
-task it fetches calibration and evaluation texts through the cache, evaluates the
-float baseline with mteb (fetching whatever else mteb asks for), then hands one
-self-contained job per technique to the executor. Each finished evaluation is
+The driver (this module) is the only caller of providers. Every task is loaded and its
+calibration source resolved before any provider call. For each provider × task it
+fetches calibration and evaluation texts through the cache, evaluates the float
+baseline with mteb (fetching whatever else mteb asks for), then hands one
+self-contained job per technique × seed to the executor. Each finished evaluation is
 recorded in `<run>/cells/` at once, so a killed sweep resumes without redoing it.
-Retention and intervals are computed last, from the records, in grid order.
+Rows are built last, from the records, in grid order (`embedbench.rows`).
 """
 
 from __future__ import annotations
@@ -15,97 +16,39 @@ import math
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embedbench import stats
+from embedbench import grid
 from embedbench.cache import EmbeddingCache
 from embedbench.config import Config, ProviderSpec
+from embedbench.embeddings import EmbeddingStore, ProgressFn, no_progress, open_provider
 from embedbench.errors import EmbedbenchError
 from embedbench.evaluate import EvalJob, prepare, run_job
 from embedbench.executor import run_jobs
+from embedbench.grid import BASELINE, CODE  # noqa: F401  (CODE: the report's fingerprint)
 from embedbench.native import native_kind
 from embedbench.predictions import CellPredictions, PredictionWriter
-from embedbench.providers.base import FetchStats, Provider, fetch
+from embedbench.providers.base import FetchStats
 from embedbench.quantize import control_spec
 from embedbench.records import (
     EvalRecord,
     RecordStore,
-    code_fingerprint,
-    evaluation_key,
     git_state,
     remove_stale_temporaries,
     write_json_atomic,
 )
-from embedbench.registry import (
-    build_provider,
-    build_technique,
-    check_calibration,
-    check_dims,
-)
+from embedbench.registry import build_technique, check_calibration, check_dims
 from embedbench.results import CellResult
-from embedbench.tasks import LoadedTask, load_task
-
-# (phase, description, done, total); phases: "embed", "evaluate"
-ProgressFn = Callable[[str, str, int, int], None]
-BASELINE = "float32"
-
-
-def _noop(phase: str, desc: str, done: int, total: int) -> None:
-    pass
+from embedbench.rows import TaskRows, task_rows
+from embedbench.tasks import LoadedTask, calibration_texts, load_task, overlap
 
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
-
-
-class EmbeddingStore:
-    """Float vectors of one provider, per purpose, fetched once per run through the cache."""
-
-    def __init__(
-        self,
-        provider: Provider,
-        cache: EmbeddingCache,
-        counters: FetchStats,
-        progress: ProgressFn,
-        desc: str,
-    ):
-        self.provider, self.cache, self.counters = provider, cache, counters
-        self.progress, self.desc = progress, desc
-        self._rows: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
-
-    def get(self, texts: list[str], purpose: str) -> np.ndarray:
-        """Vectors of `texts`; `purpose#kind` (e.g. `sts#int8`) gives a native output."""
-        rows = self._rows[purpose]
-        missing = list(dict.fromkeys(t for t in texts if t not in rows))
-        if missing:
-            base, _, output = purpose.partition("#")
-            # native outputs arrive with the floats: count only what a lookup pays for
-            counters = FetchStats() if output else self.counters
-            vecs = fetch(
-                self.provider,
-                missing,
-                base,  # type: ignore[arg-type]
-                self.cache,
-                counters,
-                lambda done, total: self.progress("embed", self.desc, done, total),
-                output=output or "float",
-            )
-            if output:
-                self.counters.add(
-                    texts_embedded=counters.texts_embedded,
-                    calls=counters.calls,
-                    tokens=counters.tokens,
-                )
-            rows.update(zip(missing, vecs, strict=True))
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([rows[t] for t in texts])
 
 
 @dataclass
@@ -130,17 +73,6 @@ class RunResult:
         return sum(f["texts_from_cache"] for f in self.fetch.values())
 
 
-class _Timer:
-    def __init__(self, timings: dict[str, float], phase: str):
-        self.timings, self.phase = timings, phase
-
-    def __enter__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.timings[self.phase] += time.perf_counter() - self.t0
-
-
 def _text_digest(texts: list[str]) -> str:
     h = hashlib.sha256()
     for t in texts:
@@ -148,40 +80,17 @@ def _text_digest(texts: list[str]) -> str:
     return h.hexdigest()
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-# a new release of a library that scores, or any change to the code, re-evaluates
-_SCORING = (
-    "embedbench",
-    "mteb",
-    "scikit-learn",
-    "scipy",
-    "numpy",
-    "pytrec-eval-terrier",
-    "faiss-cpu",
-)
-_VERSIONS = {p: _version(p) for p in _SCORING}  # the libraries that decide a score
-CODE = code_fingerprint()
-
-
 @dataclass
 class _Group:
-    """One provider × task: its calibration, baseline record and pending jobs."""
+    """One provider × task: its calibration, baseline record and evaluation keys."""
 
     spec: ProviderSpec
     model: str
     lt: LoadedTask
-    cal_texts: list[str]
-    X_cal: np.ndarray
-    baseline: EvalRecord
     store: EmbeddingStore
+    natives: tuple[str, ...]
+    baseline: EvalRecord | None = None
     calibration_label: str = ""
-    natives: tuple[str, ...] = ()  # native outputs this provider returns in this run
     keys: dict[tuple[str, int], str] = field(default_factory=dict)  # (technique, seed) -> key
     cal_by_seed: dict[int, np.ndarray] = field(default_factory=dict)
 
@@ -189,60 +98,50 @@ class _Group:
 class _Sweep:
     """One run of a grid: shared state, one method per step."""
 
-    def __init__(
-        self,
-        config: Config,
-        data_dir: Path | None,
-        cache: EmbeddingCache,
-        progress: ProgressFn,
-        resume: bool,
-    ):
+    def __init__(self, config, data_dir, cache, progress, resume):
         self.config, self.data_dir, self.cache, self.progress = config, data_dir, cache, progress
         self.out = config.output_dir()
         remove_stale_temporaries(self.out)
         self.records = RecordStore(self.out / "cells", enabled=resume)
         self.result = RunResult(config, git=git_state())
         self.timings = self.result.timings
-        self.tasks: dict[str, LoadedTask] = {}
-        self.n_cells, self.done = len(config.cells()), 0
         self.finished: dict[str, EvalRecord] = {}
 
-    def timer(self, phase: str) -> _Timer:
-        return _Timer(self.timings, phase)
+    def calibration(self, group: _Group, seed: int) -> np.ndarray:
+        """Calibration vectors of replicate `seed`: another seeded sample of the source."""
+        if seed not in group.cal_by_seed:
+            cal, lt = self.config.calibration, group.lt
+            label, texts = calibration_texts(
+                lt, cal.split, cal.max_texts, cal.seed + seed, self.data_dir
+            )
+            t0 = time.perf_counter()
+            group.cal_by_seed[seed] = group.store.get(texts, lt.purpose)
+            self.timings["embed"] += time.perf_counter() - t0
+            facts = self.result.calibration.setdefault(f"{group.spec.key}/{lt.name}", {})
+            if seed == 0:
+                facts.update(self._calibration_facts(label, texts, lt))
+                group.calibration_label = f"{facts['split']}:{len(texts)}"
+            facts.setdefault("replicate_texts_sha256", {})[str(seed)] = _text_digest(texts)
+        return group.cal_by_seed[seed]
 
-    def task(self, name: str) -> LoadedTask:
-        if name not in self.tasks:
-            with self.timer("load_tasks"):
-                self.tasks[name] = load_task(name, self.data_dir)
-                prepare(self.tasks[name], self.config.evaluation)
-            self.result.sources[name] = self.tasks[name].source
-        return self.tasks[name]
-
-    def key(self, spec: ProviderSpec, lt: LoadedTask, technique_spec: str, seed: int = 0) -> str:
-        """Everything that determines an evaluation's result (not the bootstrap settings)."""
-        ev = self.config.evaluation
-        return evaluation_key(
-            {
-                "versions": _VERSIONS,
-                "code": CODE,
-                "provider": spec.key,
-                "task": lt.name,
-                "technique": technique_spec,
-                "seed": seed,
-                "data": lt.source,
-                "calibration": self.config.calibration.model_dump(mode="json"),
-                "evaluation": {
-                    "normalize": ev.normalize,
-                    "n_experiments": ev.n_experiments,
-                    "samples_per_label": ev.samples_per_label,
-                },
-            }
-        )
+    def _calibration_facts(self, label: str, texts: list[str], lt: LoadedTask) -> dict[str, Any]:
+        cal = self.config.calibration
+        facts = overlap(lt, texts)
+        transductive = facts.pop("transductive")
+        return {
+            "split": f"{label}, transductive" if transductive else label,
+            "texts": len(texts),
+            "seed": cal.seed,
+            "replicate_seeds": [cal.seed + s for s in range(self.config.evaluation.seeds)],
+            "texts_sha256": _text_digest(texts),
+            "overlap_check": "NFKC and whitespace normalised",
+            **facts,
+        }
 
     def job(self, group: _Group, technique: str, key: str, vectors=None, seed: int = 0) -> EvalJob:
         return EvalJob(
             key=key,
-            task=group.lt.name,
+            task=group.lt.entry,
             data_dir=str(self.data_dir) if self.data_dir else None,
             evaluation=self.config.evaluation,
             technique=technique,
@@ -253,17 +152,6 @@ class _Sweep:
             seed=seed,
         )
 
-    def calibration(self, group: _Group, seed: int) -> np.ndarray:
-        """Calibration vectors of replicate `seed`: another seeded sample of the same split."""
-        if seed not in group.cal_by_seed:
-            cal = self.config.calibration
-            texts = group.lt.calibration_texts(cal.split, cal.max_texts, cal.seed + seed)
-            with self.timer("embed"):
-                group.cal_by_seed[seed] = group.store.get(texts, group.lt.purpose)
-            facts = self.result.calibration[f"{group.spec.key}/{group.lt.name}"]
-            facts.setdefault("replicate_texts_sha256", {})[str(seed)] = _text_digest(texts)
-        return group.cal_by_seed[seed]
-
     def record(self, rec: EvalRecord) -> None:
         if not math.isfinite(rec.score):  # never written as a number, never resumed
             raise EmbedbenchError(f"{rec.task} × {rec.technique}: mteb scored {rec.score}")
@@ -271,59 +159,37 @@ class _Sweep:
         self.finished[rec.key] = rec
         self.result.evaluations["run"] += 1
 
-    def group(
-        self, spec: ProviderSpec, provider: Provider, lt: LoadedTask, store: EmbeddingStore
-    ) -> _Group:
+    def baseline(self, group: _Group) -> None:
         """Fetch calibration and evaluation texts; evaluate (or resume) the float baseline."""
-        cal = self.config.calibration
-        cal_texts = lt.calibration_texts(cal.split, cal.max_texts, cal.seed)
-        with self.timer("embed"):
-            needed = lt.needed_texts()
-            needed[lt.purpose] = list(dict.fromkeys(needed[lt.purpose] + cal_texts))
-            for purpose, texts in needed.items():
-                store.get(texts, purpose)
-            X_cal = store.get(cal_texts, lt.purpose)
+        lt, spec = group.lt, group.spec
+        X_cal = self.calibration(group, 0)
+        t0 = time.perf_counter()
+        for purpose, texts in lt.needed_texts().items():
+            group.store.get(texts, purpose)
+        self.timings["embed"] += time.perf_counter() - t0
         check_dims(self.config.techniques, X_cal.shape[1], spec.label)  # before any evaluation
         where = f"{spec.label} × {lt.name}"
-        check_calibration(self.config.techniques, len(cal_texts), X_cal.shape[1], where)
-        overlap = lt.calibration_overlap(cal_texts)
-        source = overlap.pop("source") or cal.split
-        self.result.calibration[f"{spec.key}/{lt.name}"] = {
-            "split": source,
-            "texts": len(cal_texts),
-            "seed": cal.seed,
-            "replicate_seeds": [cal.seed + s for s in range(self.config.evaluation.seeds)],
-            "texts_sha256": _text_digest(cal_texts),
-            "overlap_check": "NFKC and whitespace normalised",
-            **overlap,
-        }
-        key = self.key(spec, lt, BASELINE)
-        baseline = self.records.get(key)
-        group = _Group(spec, provider.model, lt, cal_texts, X_cal, baseline, store)  # type: ignore[arg-type]
-        group.cal_by_seed[0] = X_cal
-        group.calibration_label = f"{source}:{len(cal_texts)}"
-        if baseline is None:
-            with self.timer("evaluate"):
-                baseline = run_job(self.job(group, BASELINE, key), get=store.get, lt=lt)
-            self.record(baseline)
+        check_calibration(self.config.techniques, len(X_cal), X_cal.shape[1], where)
+        key = group.keys[BASELINE, 0] = grid.key(self.config, spec, lt, BASELINE, 0)
+        group.baseline = self.records.get(key)
+        if group.baseline is None:
+            t0 = time.perf_counter()
+            group.baseline = run_job(self.job(group, BASELINE, key), get=group.store.get, lt=lt)
+            self.timings["evaluate"] += time.perf_counter() - t0
+            self.record(group.baseline)
         else:
             self.result.evaluations["resumed"] += 1
-        group.baseline = baseline
-        return group
-
-    def seeds(self, technique: str) -> range:
-        """Replicates of a technique: K when it has a fitted or random part, else one."""
-        depends = build_technique(technique).depends_on_seed
-        return range(self.config.evaluation.seeds if depends else 1)
 
     def pending_jobs(self, group: _Group) -> list[EvalJob]:
         """Jobs for the techniques (× seeds) of `group` without a record."""
-        requested = group.baseline.requested
+        requested = group.baseline.requested  # type: ignore[union-attr]
         jobs = []
-        for name, _role in self.techniques(group):
+        for name, _role in grid.techniques(self.config, group.lt, group.natives):
             spec = build_technique(name).spec
-            for seed in self.seeds(name):
-                key = group.keys[name, seed] = self.key(group.spec, group.lt, spec, seed)
+            for seed in grid.seeds(self.config, name):
+                key = group.keys[name, seed] = grid.key(
+                    self.config, group.spec, group.lt, spec, seed
+                )
                 if spec == BASELINE or self.records.get(key) is not None:
                     self.result.evaluations["resumed"] += spec != BASELINE
                     continue
@@ -336,169 +202,119 @@ class _Sweep:
                 jobs.append(self.job(group, name, key, vectors, seed))
         return jobs
 
-    def rows(self, group: _Group) -> None:
-        """Retention rows of one group, in the grid's technique order, controls last."""
-        lt, base, d = group.lt, group.baseline, group.X_cal.shape[1]
-        ev = self.config.evaluation
-        gold = list(lt.gold()) if lt.type != "Retrieval" else None
-        items = stats.Items(lt.type, gold)
-        chance = stats.chance_level(lt.type, gold)
-        writer = self.result.predictions
-        writer.task(lt.name, lt.type, gold)
-        for name, role in self.techniques(group):
-            tech = build_technique(name)
-            recs = [
-                base if tech.spec == BASELINE else self.records_get(group.keys[name, s])
-                for s in self.seeds(name)
-            ]
-            rec = recs[0]
-            interval = control = control_ret = None
-            if rec is not base:
-                with self.timer("bootstrap"):
-                    interval = stats.retention_interval(
-                        items,
-                        base.predictions,
-                        rec.predictions,
-                        ev.bootstrap,
-                        ev.seed,
-                        ev.mc_target,
-                    )
-                    control = control_spec(name)
-                    if control and applies(control, lt, group.natives):
-                        ctl = self.records_get(group.keys[control, 0])
-                        ctl_interval = stats.retention_interval(
-                            items,
-                            ctl.predictions,
-                            rec.predictions,
-                            ev.bootstrap,
-                            ev.seed,
-                            ev.mc_target,
-                        )
-                        control_ret = stats.retention(rec.score, ctl.score, ctl_interval, ev.margin)
-            if rec is base or rec.seed == 0:
-                write_json_atomic(
-                    self.out / "mteb" / slug(group.spec.key) / slug(tech.spec) / f"{lt.name}.json",
-                    rec.task_result,
-                )
-            provider = group.spec.name
-            writer.cell(
-                CellPredictions(
-                    lt.name, provider, group.model, name, lt.type, rec.score, rec.predictions
-                )
-            )
-            self.result.rows.append(
-                CellResult(
-                    task=lt.name,
-                    provider=provider,
-                    model=group.model,
-                    technique=name,
-                    spec=tech.spec,
-                    role="baseline" if rec is base else role,
-                    dim=d,
-                    bytes_per_vector=rec.bytes_per_vector or tech.bytes_per_vector(d),
-                    secondary_bytes=rec.secondary_bytes,
-                    params_bytes=rec.params_bytes,
-                    score=rec.score,
-                    float_score=base.score,
-                    retention=stats.retention(rec.score, base.score, interval, ev.margin),
-                    interval_method=stats.BOOTSTRAP_METHODS[lt.type] if interval else "",
-                    calibration=group.calibration_label,
-                    control=control if control_ret else "",
-                    control_retention=control_ret,
-                    chance_corrected=stats.chance_corrected(rec.score, base.score, chance)
-                    if rec is not base
-                    else None,
-                    spread=stats.seed_spread([100.0 * r.score / base.score for r in recs])
-                    if len(recs) > 1
-                    else None,
-                )
-            )
-
-    def techniques(self, group: _Group) -> list[tuple[str, str]]:
-        """(technique, role) of a group: the grid's techniques that apply (search options
-        need a retrieval task, native outputs a provider that has them), then the float
-        control of every technique whose transforms change the float geometry."""
-        listed = [t for t in self.config.techniques if applies(t, group.lt, group.natives)]
-        controls = [c for t in listed if (c := control_spec(t)) and c not in listed]
-        return [(t, "technique") for t in listed] + [
-            (c, "control") for c in dict.fromkeys(controls)
-        ]
-
-    def records_get(self, key: str) -> EvalRecord:
+    def get(self, key: str) -> EvalRecord:
         rec = self.finished.get(key) or self.records.get(key)
         if rec is None:
             raise RuntimeError(f"evaluation {key} has no record")
         return rec
 
+    def rows(self, group: _Group) -> None:
+        """Retention rows of one group, in the grid's technique order, controls last;
+        the predictions behind them and seed 0's mteb result JSON go to the run folder."""
+        lt, base, ev = group.lt, group.baseline, self.config.evaluation
+        tr = TaskRows(lt)
+        self.result.predictions.task(lt.name, lt.type, tr.gold)
+        d = len(group.cal_by_seed[0][0])
+
+        def cell(**values: Any) -> CellResult:
+            return CellResult(
+                provider=group.spec.name,
+                model=group.model,
+                dim=d,
+                calibration=group.calibration_label,
+                **values,
+            )
+
+        for name, role in grid.techniques(self.config, lt, group.natives):
+            spec = build_technique(name).spec
+            recs = [
+                base if spec == BASELINE else self.get(group.keys[name, s])
+                for s in grid.seeds(self.config, name)
+            ]
+            ctl = control_spec(name)
+            control = None
+            if recs[0] is not base and ctl and grid.applies(ctl, lt, group.natives):
+                control = (ctl, self.get(group.keys[ctl, 0]))
+            t0 = time.perf_counter()
+            self.result.rows += task_rows(tr, base, (name, spec, role), recs, control, ev, cell)
+            self.timings["bootstrap"] += time.perf_counter() - t0
+            write_json_atomic(
+                self.out / "mteb" / slug(group.spec.key) / slug(spec) / f"{lt.name}.json",
+                recs[0].task_result,
+            )
+            self.result.predictions.cell(
+                CellPredictions(
+                    lt.name,
+                    group.spec.name,
+                    group.model,
+                    name,
+                    lt.type,
+                    recs[0].score,
+                    recs[0].predictions,
+                    recs[0].unit_scores,
+                )
+            )
+
+    def load_tasks(self) -> list[LoadedTask]:
+        """Every task loaded, its files checked and its calibration source resolved,
+        before any provider call."""
+        entries, left_out = grid.task_entries(self.config)
+        self.result.skipped += [f"benchmark task of an unsupported kind: {t}" for t in left_out]
+        tasks = []
+        cal = self.config.calibration
+        for entry in entries:
+            t0 = time.perf_counter()
+            lt = load_task(entry, self.data_dir)
+            prepare(lt, self.config.evaluation)
+            calibration_texts(lt, cal.split, cal.max_texts, cal.seed, self.data_dir)
+            self.timings["load_tasks"] += time.perf_counter() - t0
+            self.result.sources[lt.name] = lt.source
+            tasks.append(lt)
+        return tasks
+
     def run(self) -> RunResult:
+        tasks = self.load_tasks()
         groups: list[_Group] = []
         jobs: list[EvalJob] = []
-        for name in self.config.tasks:  # every data file checked before any provider call
-            self.task(name)
         for spec in self.config.providers:
-            provider, natives = _open_provider(spec, self.config)
+            provider, natives = open_provider(spec, self.config)
             counters = FetchStats()
             try:
-                for task_name in self.config.tasks:
-                    lt = self.task(task_name)
-                    store = EmbeddingStore(
-                        provider, self.cache, counters, self.progress, f"{spec.label} {task_name}"
-                    )
-                    group = self.group(spec, provider, lt, store)
-                    group.natives = natives
+                for lt in tasks:
+                    desc = f"{spec.label} {lt.name}"
+                    store = EmbeddingStore(provider, self.cache, counters, self.progress, desc)
+                    group = _Group(spec, provider.model, lt, store, natives)
+                    self.baseline(group)
                     groups.append(group)
                     jobs.extend(self.pending_jobs(group))
             finally:
                 provider.close()
                 self.result.fetch[spec.key] = counters.as_dict()
-        self.n_cells = sum(len(g.keys) for g in groups)
-        self.result.skipped = [
+        self.result.skipped += [
             f"{g.spec.key} × {g.lt.name} × {t}"
             for g in groups
             for t in self.config.techniques
-            if not applies(t, g.lt, g.natives)
+            if not grid.applies(t, g.lt, g.natives)
         ]
-        self.done = self.n_cells - len(jobs)
-        self.progress("evaluate", "", self.done, self.n_cells)
-        with self.timer("evaluate"):
-            for rec in run_jobs(jobs, self.config.executor):
-                self.record(rec)
-                self.done += 1
-                self.progress("evaluate", f"{rec.task} {rec.technique}", self.done, self.n_cells)
+        n_cells = sum(len(g.keys) for g in groups)
+        done = n_cells - len(jobs)
+        self.progress("evaluate", "", done, n_cells)
+        t0 = time.perf_counter()
+        for rec in run_jobs(jobs, self.config.executor):
+            self.record(rec)
+            done += 1
+            self.progress("evaluate", f"{rec.task} {rec.technique}", done, n_cells)
+        self.timings["evaluate"] += time.perf_counter() - t0
         for group in groups:
             self.rows(group)
         return self.result
-
-
-def applies(technique: str, lt: LoadedTask, natives: tuple[str, ...]) -> bool:
-    """Search options (`binary/asym`) need a retrieval task; `native-*` a provider output."""
-    if "/" in technique and lt.type != "Retrieval":
-        return False
-    kind = native_kind(technique.split("/")[0])
-    return kind is None or kind in natives
-
-
-def _native_kinds(config: Config) -> tuple[str, ...]:
-    return tuple(sorted({k for t in config.techniques if (k := native_kind(t.split("/")[0]))}))
-
-
-def _open_provider(spec: ProviderSpec, config: Config) -> tuple[Provider, tuple[str, ...]]:
-    """The provider, asked for the native outputs the grid uses that it has."""
-    provider = build_provider(spec)
-    wanted = _native_kinds(config)
-    has = set(provider.native_codes()) if wanted and hasattr(provider, "native_codes") else set()
-    natives = tuple(k for k in wanted if k in has)
-    if natives:
-        provider.close()
-        provider = build_provider(spec, natives)
-    return provider, natives
 
 
 def run_sweep(
     config: Config,
     data_dir: Path | None,
     cache: EmbeddingCache,
-    progress: ProgressFn = _noop,
+    progress: ProgressFn = no_progress,
     resume: bool = True,
 ) -> RunResult:
     """Run every cell of `config`; results and mteb files go to `config.output_dir()`."""

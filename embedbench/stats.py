@@ -1,21 +1,21 @@
 """Retention, its paired 95% interval, verdicts, and every bootstrap behind them.
 
 retention = 100 · score(technique) / score(float baseline), on the same task,
-split, evaluator settings and seeds. All intervals here come from one paired
+subset, split, evaluator settings and seeds. All intervals here come from one paired
 percentile bootstrap over mteb's own per-item predictions (`paired_bootstrap`):
 each resample draws the task's items once and scores *every* prediction set on
 that same draw, so a retention (technique vs float), a cost against a float
 control, and a regression gate's difference of two runs' retentions (four
 prediction sets) all share their resampled items.
 
-- STS: resample test pairs; score = Spearman of predicted similarity vs gold.
-- Classification: resample test items and mteb's experiments (two-way);
-  score = mean accuracy over experiments.
-- Retrieval: resample test queries; score = mean per-query nDCG@10.
+What an item is belongs to the task kind (`embedbench.tasks`: STS pairs,
+classification test items × mteb experiments, retrieval queries, ...): each kind
+gives a `Resampler`. Tasks with several subsets or splits are resampled per
+stratum and scored as mteb aggregates them (`Stratified`).
 
 Resamples are drawn in rounds until the Monte Carlo standard error of every
 requested percentile is at most `MC_TARGET` points (endpoints stable to 0.01), or
-the task type's cap in `MAX_RESAMPLES` is reached; the error is reported beside the
+the resampler's cap (`max_resamples`) is reached; the error is reported beside the
 interval.
 """
 
@@ -27,14 +27,7 @@ from typing import Any
 
 import numpy as np
 
-BOOTSTRAP_METHODS = {
-    "STS": "paired bootstrap over test pairs (Spearman)",
-    "Classification": "paired two-way bootstrap over test items and mteb experiments (accuracy)",
-    "Retrieval": "paired bootstrap over test queries (nDCG@10)",
-}
 MC_TARGET = 0.005  # percentile Monte Carlo standard error target, in points
-# resample caps per task type, by cost: a retrieval resample is a mean, an STS one ranks
-MAX_RESAMPLES = {"STS": 64_000, "Classification": 128_000, "Retrieval": 512_000}
 DEFAULT_MARGIN = 1.0  # equivalence margin, points of retention
 Z95 = 1.959963984540054
 
@@ -68,103 +61,68 @@ def verdict(lo: float, hi: float, margin: float = DEFAULT_MARGIN) -> str:
 # --------------------------------------------------------------------------- items
 
 
-def _counts(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
+def counts(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
     """(b × n) multiplicities of n items drawn with replacement, b times."""
     idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
     return np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
 
 
-class _Ranker:
-    """Average ranks of one fixed vector inside weighted resamples, in O(n) each.
+class Resampler:
+    """One evaluation unit's items (a task's subset × split) and how to score prediction
+    sets on resamples of them. Each task kind (`embedbench.tasks`) has its own, with its
+    natural resampling unit; `paired_bootstrap` only needs this protocol.
 
-    A resample that holds item i w_i times ranks it, with scipy's average method,
-    at (weight of strictly smaller values) + (weight of its tie group + 1) / 2:
-    duplicates of an item, and items of equal value, are ties.
+    - `matrix(preds)`: a prediction set as an array (shape and equality checks);
+    - `point(preds)`: its score on all items (mteb's main score, unrounded);
+    - `prepare(preds_list)` / `scores(prepared, rng, b)`: the (b × k) scores of k sets
+      on the same b resamples.
     """
 
-    def __init__(self, values: np.ndarray):
-        self.order = np.argsort(values, kind="stable")
-        v = values[self.order]
-        self.starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
-        self.group = np.cumsum(np.r_[True, v[1:] != v[:-1]]) - 1  # per sorted position
-        self.inverse = np.empty_like(self.order)
-        self.inverse[self.order] = np.arange(len(values))
-
-    def centred_ranks(self, W: np.ndarray) -> np.ndarray:
-        n = W.shape[1]
-        tot = W[:, self.order]
-        if len(self.starts) < n:  # ties: sum each tie group's weight
-            tot = np.add.reduceat(tot, self.starts, axis=1)
-        rank = np.cumsum(tot, axis=1) - tot + (tot + 1.0) / 2.0
-        if len(self.starts) < n:
-            rank = rank[:, self.group]
-        return rank[:, self.inverse] - (n + 1.0) / 2.0
-
-
-def _weighted_spearman(Wrg: np.ndarray, rg: np.ndarray, W: np.ndarray, rp: np.ndarray):
-    """Spearman of each weighted resample; `Wrg` = W · gold ranks (shared by all sets)."""
-    num = (Wrg * rp).sum(axis=1)
-    den = np.sqrt((Wrg * rg).sum(axis=1) * (W * rp * rp).sum(axis=1))
-    return num / den
-
-
-class Items:
-    """One task's evaluation items and a way to score prediction sets on resamples of them.
-
-    `kind` is the task type; `gold` is the STS gold scores or the classification
-    labels (unused for retrieval, whose predictions are per-query scores already).
-    Each prediction set is what `EvalRecord.predictions` holds: STS similarities (n),
-    classification labels (experiments × n), retrieval {query id: nDCG@10}.
-    """
-
-    def __init__(self, kind: str, gold: Sequence[Any] | None):
-        if kind not in BOOTSTRAP_METHODS:
-            raise ValueError(f"no bootstrap for task type {kind!r}")
-        self.kind = kind
-        self.gold = None if gold is None else np.asarray(gold)
-        self.qids: list[str] | None = None
-        if kind == "STS":
-            self._gold_ranker = _Ranker(self.gold.astype(np.float64))
+    method: str = ""  # what an interval resamples, as reported beside it
+    max_resamples: int = 64_000  # cap of the adaptive bootstrap, by cost of a resample
 
     def matrix(self, preds: Any) -> np.ndarray:
-        """A prediction set as the array the resampler scores (per item, per experiment)."""
-        if self.kind == "Retrieval":
-            if self.qids is None:
-                self.qids = sorted(preds)
-            if set(preds) != set(self.qids):
-                raise ValueError("prediction sets cover different queries")
-            return np.array([preds[q] for q in self.qids], dtype=np.float64)
-        if self.kind == "STS":
-            return np.asarray(preds, dtype=np.float64)
-        return (np.asarray(preds) == self.gold).astype(np.float64)  # correct: exp × item
+        raise NotImplementedError
 
     def point(self, preds: Any) -> float:
-        """The score of one prediction set on all items (mteb's main score, unrounded)."""
-        m = self.matrix(preds)
-        if self.kind == "STS":
-            from scipy.stats import spearmanr
-
-            return float(spearmanr(self.gold, m)[0])
-        return float(m.mean())
+        raise NotImplementedError
 
     def prepare(self, preds: list[Any]) -> list[Any]:
-        """Prediction sets in the form `scores` resamples (STS: their rank structure)."""
-        mats = [self.matrix(p) for p in preds]
-        return [_Ranker(m) for m in mats] if self.kind == "STS" else mats
+        return [self.matrix(p) for p in preds]
 
     def scores(self, mats: list[Any], rng: np.random.Generator, b: int) -> np.ndarray:
-        """(b × len(mats)) scores of each prepared prediction set on the same b resamples."""
-        n = len(mats[0].order) if self.kind == "STS" else mats[0].shape[-1]
-        W = _counts(rng, b, n)
-        if self.kind == "Retrieval":
-            return np.stack([W @ m for m in mats], axis=1) / n
-        if self.kind == "Classification":
-            n_exp = mats[0].shape[0]
-            E = _counts(rng, b, n_exp)
-            return np.stack([np.einsum("be,eb->b", E, m @ W.T) for m in mats], axis=1) / (n * n_exp)
-        rg = self._gold_ranker.centred_ranks(W)
-        Wrg = W * rg
-        return np.stack([_weighted_spearman(Wrg, rg, W, r.centred_ranks(W)) for r in mats], axis=1)
+        raise NotImplementedError
+
+
+class Stratified(Resampler):
+    """Several units scored as mteb aggregates them: the mean of their main scores.
+
+    A resample draws every unit's items independently (strata: subset × split) from
+    one generator; predictions are `{unit: prediction set}`.
+    """
+
+    def __init__(self, parts: dict[str, Resampler]):
+        self.parts = parts
+        methods = dict.fromkeys(p.method for p in parts.values())
+        self.method = f"stratified by subset and split: {'; '.join(methods)}"
+        self.max_resamples = min(p.max_resamples for p in parts.values())
+
+    def matrix(self, preds: Any) -> np.ndarray:
+        if set(preds) != set(self.parts):
+            raise ValueError("prediction sets cover different subsets or splits")
+        return np.concatenate([self.parts[u].matrix(preds[u]).ravel() for u in self.parts])
+
+    def point(self, preds: Any) -> float:
+        return float(np.mean([self.parts[u].point(preds[u]) for u in self.parts]))
+
+    def prepare(self, preds: list[Any]) -> list[Any]:
+        by_unit = {u: part.prepare([p[u] for p in preds]) for u, part in self.parts.items()}
+        return [by_unit]
+
+    def scores(self, mats: list[Any], rng: np.random.Generator, b: int) -> np.ndarray:
+        (by_unit,) = mats
+        total = sum(part.scores(by_unit[u], rng, b) for u, part in self.parts.items())
+        return total / len(self.parts)
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -195,7 +153,7 @@ def _mc_error(sorted_values: np.ndarray, q: float) -> float:
 
 
 def paired_bootstrap(
-    items: Items,
+    items: Resampler,
     preds: list[Any],
     statistic: Callable[[np.ndarray], np.ndarray],
     *,
@@ -215,7 +173,7 @@ def paired_bootstrap(
     seed.
     """
     mats = items.prepare(preds)
-    max_resamples = max_resamples or MAX_RESAMPLES[items.kind]
+    max_resamples = max_resamples or items.max_resamples
     rng = np.random.default_rng(seed)
     values: list[np.ndarray] = []
     drawn, target = 0, n_boot
@@ -256,7 +214,7 @@ def retention(
 
 
 def retention_interval(
-    items: Items,
+    items: Resampler,
     base_preds: Any,
     tech_preds: Any,
     n_boot: int,
@@ -272,14 +230,6 @@ def retention_interval(
         seed=seed,
         mc_target=mc_target,
     )
-
-
-def chance_level(kind: str, gold: Sequence[Any] | None) -> float | None:
-    """Accuracy of always answering the test set's most frequent label (classification)."""
-    if kind != "Classification" or gold is None:
-        return None
-    _, counts = np.unique(np.asarray(gold), return_counts=True)
-    return float(counts.max() / counts.sum())
 
 
 def chance_corrected(score: float, float_score: float, chance: float | None) -> float | None:

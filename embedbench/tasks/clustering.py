@@ -1,0 +1,136 @@
+"""Clustering: mini-batch k-means on bootstrap sets of a split; main score mean v_measure.
+
+mteb clusters `n_clusters` sets of documents drawn with replacement (from the task's
+seeded generator) and averages their v-measures; the draws are replayed
+(`mteb_compat.clustering_draws`) and stored with the gold labels, so every prediction
+set of a task shares them. Resampled items, two-way: the split's documents (each
+position of a set weighs as its document is drawn) and the sets themselves; a
+resample's score is the mean v-measure of the weighted contingency tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from embedbench.errors import UserError
+from embedbench.stats import Resampler, counts
+from embedbench.tasks import mteb_compat
+from embedbench.tasks.base import Kind, LoadedTask, Unit, unit_key
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of the rows of `p` (b × m counts)."""
+    tot = p.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.where(p > 0, p / tot, 1.0)
+    return -(np.where(p > 0, p / tot, 0.0) * np.log(q)).sum(axis=1)
+
+
+def v_measure(C: np.ndarray) -> np.ndarray:
+    """sklearn's v_measure_score of each contingency table C (b × classes × clusters)."""
+    b = C.shape[0]
+    h_c = _entropy(C.sum(axis=2))
+    h_k = _entropy(C.sum(axis=1))
+    h_ck = _entropy(C.reshape(b, -1)) - h_k  # H(C|K) = H(C,K) - H(K)
+    h_kc = _entropy(C.reshape(b, -1)) - h_c
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hom = np.where(h_c > 0, 1.0 - h_ck / h_c, 1.0)
+        com = np.where(h_k > 0, 1.0 - h_kc / h_k, 1.0)
+        v = np.where(hom + com > 0, 2.0 * hom * com / (hom + com), 0.0)
+    return v
+
+
+class VMeasureResampler(Resampler):
+    """Predictions: the cluster of each position of each set (sets × positions); gold:
+    the documents' labels and the documents of each set."""
+
+    method = "paired two-way bootstrap over documents and mteb's clustering sets (v-measure)"
+    max_resamples = 16_000
+
+    def __init__(self, gold: Any):
+        self.labels = np.unique(np.asarray(gold["labels"]), return_inverse=True)[1]
+        self.sets = np.asarray(gold["sets"], dtype=np.int64)
+        self.n_docs = len(self.labels)
+
+    def matrix(self, preds: Any) -> np.ndarray:
+        m = np.asarray(preds, dtype=np.int64)
+        if m.shape != self.sets.shape:
+            raise ValueError("prediction set does not match the clustering sets")
+        return m
+
+    def prepare(self, preds: list[Any]) -> list[Any]:
+        """Per prediction set and clustering set: a sparse (documents × label·cluster)
+        count of positions, and the table's shape."""
+        from scipy.sparse import csr_matrix
+
+        out = []
+        n_labels = int(self.labels.max()) + 1
+        for p in preds:
+            m = self.matrix(p)
+            per_set = []
+            for s in range(len(self.sets)):
+                docs, clusters = self.sets[s], np.unique(m[s], return_inverse=True)[1]
+                k = int(clusters.max()) + 1
+                cols = self.labels[docs] * k + clusters
+                M = csr_matrix(
+                    (np.ones(len(docs)), (docs, cols)), shape=(self.n_docs, n_labels * k)
+                )
+                per_set.append((M, n_labels, k))
+            out.append(per_set)
+        return out
+
+    def _v(self, per_set: list[Any], W: np.ndarray) -> np.ndarray:
+        """(b × sets) v-measures under document weights W (b × documents)."""
+        return np.stack(
+            [v_measure((M.T @ W.T).T.reshape(len(W), L, k)) for M, L, k in per_set], axis=1
+        )
+
+    def point(self, preds: Any) -> float:
+        (per_set,) = self.prepare([preds])
+        return float(self._v(per_set, np.ones((1, self.n_docs))).mean())
+
+    def scores(self, mats: list[Any], rng: np.random.Generator, b: int) -> np.ndarray:
+        W = counts(rng, b, self.n_docs)
+        E = counts(rng, b, len(self.sets))
+        return np.stack([(self._v(m, W) * E).sum(axis=1) / len(self.sets) for m in mats], axis=1)
+
+
+class Clustering(Kind):
+    type = "Clustering"
+    purpose = "clustering"
+    item = "documents × mteb's clustering sets"
+    calibration_default = "another split of the task, if it has one (none: name a source)"
+    main_scores = ("v_measure",)
+
+    def text_columns(self, task: Any) -> list[str]:
+        return [task.input_column_name]
+
+    def file_columns(self, task: Any) -> dict[str, str]:
+        return {task.input_column_name: "text", task.label_column_name: "label"}
+
+    def gold(self, lt: LoadedTask, unit: Unit) -> Any:
+        draws = self._draws(lt)[unit_key(unit)]
+        labels = list(lt.dataset(*unit)[lt.task.label_column_name])
+        if any(isinstance(v, list) for v in labels):
+            raise UserError(f"task {lt.name}: hierarchical cluster labels are not supported")
+        return {"labels": labels, "sets": draws["sets"]}
+
+    def _draws(self, lt: LoadedTask) -> dict[str, Any]:
+        """mteb's draws of every unit, replayed once in evaluation order."""
+        if "clustering_draws" not in lt.memo:
+            sizes = [(unit_key(u), len(lt.dataset(*u))) for u in lt.units]
+            lt.memo["clustering_draws"] = mteb_compat.clustering_draws(lt.task, sizes)
+        return lt.memo["clustering_draws"]
+
+    def read(self, raw: Any, lt: LoadedTask, unit: Unit) -> Any:
+        levels = list(raw)
+        if levels != ["Level 0"]:
+            raise UserError(
+                f"task {lt.name}: hierarchical clustering levels {levels} not supported"
+            )
+        return raw["Level 0"]
+
+    def resampler(self, gold: Any) -> Resampler:
+        return VMeasureResampler(gold)
