@@ -231,33 +231,18 @@ techniques: [binary]
 def test_cli_rejects_a_misspelt_local_option_with_exit_code_2(tmp_path):
     config = tmp_path / "typo.yaml"
     config.write_text(BATCH_SISE, encoding="utf-8")
-    env = {
-        **os.environ,
-        "MTEB_CACHE": str(tmp_path / "mteb"),
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "EMBEDBENCH_CACHE": str(tmp_path / "cache.sqlite"),
-    }
-    commands = [
-        ["validate", str(config)],
-        ["run", str(config), "--output", str(tmp_path / "out")],
-    ]
+    offline = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {**os.environ, **offline, "EMBEDBENCH_CACHE": str(tmp_path / "cache.sqlite")}
+    out = tmp_path / "out"
     procs = [
-        subprocess.Popen(
-            [EXE, *args],
-            cwd=tmp_path,
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for args in commands
+        subprocess.Popen([EXE, *args], cwd=tmp_path, env=env, text=True, stderr=subprocess.PIPE)
+        for args in (["validate", str(config)], ["run", str(config), "--output", str(out)])
     ]
     for proc in procs:
-        _, stderr = proc.communicate(timeout=120)
+        stderr = proc.communicate(timeout=120)[1]
         assert proc.returncode == 2, stderr
         assert "Traceback" not in stderr
         lines = stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), stderr
         assert "unknown option for local 'batch_sise' (did you mean 'batch_size'?)" in lines[0]
-    assert not (tmp_path / "out").exists()
+    assert not out.exists()  # nothing ran

@@ -26,24 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from embedbench.errors import UserError, unknown_name
+from embedbench.providers import cohere_wire as wire
+from embedbench.providers import retry
 from embedbench.providers.base import Batch, Purpose
-from embedbench.providers.cohere_wire import (
-    COHERE_NATIVE_TYPES,
-    cohere_input_type,
-    float_matrix,
-    native_arrays,
-    parse_answer,
-)
 from embedbench.providers.options import MAX_TEXTS_PER_CALL, CohereOptions
 from embedbench.providers.remote import RemoteProvider
-from embedbench.providers.retry import (
-    Failure,
-    MalformedResponse,
-    StatusRules,
-    classify_status,
-    malformed_or_transport,
-    scrub,
-)
 
 
 @dataclass(frozen=True)
@@ -52,7 +39,7 @@ class CohereModel:
 
     dim: int
     dims: tuple[int, ...] = ()
-    native: tuple[str, ...] = COHERE_NATIVE_TYPES
+    native: tuple[str, ...] = wire.COHERE_NATIVE_TYPES
     max_batch: int = MAX_TEXTS_PER_CALL
 
 
@@ -63,7 +50,7 @@ COHERE_MODELS: dict[str, CohereModel] = {
     "embed-multilingual-light-v3.0": CohereModel(384),
     "embed-v4.0": CohereModel(1536, (256, 512, 1024, 1536)),
 }
-_STATUS = StatusRules(
+_STATUS = retry.StatusRules(
     retry_statuses=frozenset({408, 409, 429}),
     auth_statuses=frozenset({401, 403, 498}),
     auth_hint="check the API key in CO_API_KEY",
@@ -113,7 +100,7 @@ class CohereProvider(RemoteProvider):
 
     @staticmethod
     def input_type(purpose: Purpose) -> str:
-        return cohere_input_type(purpose)
+        return wire.cohere_input_type(purpose)
 
     def embed_batch(self, texts: list[str], purpose: Purpose) -> Batch:
         client = self.client()
@@ -195,41 +182,43 @@ class CohereProvider(RemoteProvider):
         try:
             data = json.loads(response.content)
         except (ValueError, UnicodeDecodeError):
-            raise MalformedResponse("answer is not valid JSON") from None
-        return parse_answer(self.name, data, self.native_types, n)
+            raise retry.MalformedResponse("answer is not valid JSON") from None
+        return wire.parse_answer(self.name, data, self.native_types, n)
 
     def _parse_sdk(self, response: Any, n: int) -> Batch:
         emb = getattr(response, "embeddings", None)
         if emb is None:
-            raise MalformedResponse("answer has no embeddings")
-        vectors = float_matrix(self.name, getattr(emb, "float_", None))
+            raise retry.MalformedResponse("answer has no embeddings")
+        vectors = wire.float_matrix(self.name, getattr(emb, "float_", None))
         found = {t: getattr(emb, t, None) for t in self.native_types}
-        extras = native_arrays(self.name, found, self.native_types, n)
+        extras = wire.native_arrays(self.name, found, self.native_types, n)
         tokens = 0
         billed = getattr(getattr(response, "meta", None), "billed_units", None)
         if billed is not None and getattr(billed, "input_tokens", None) is not None:
             tokens = int(billed.input_tokens)
         return Batch(vectors=vectors, tokens=tokens, extras=extras)
 
-    def _classify(self, exc: BaseException) -> Failure | None:
+    def _classify(self, exc: BaseException) -> retry.Failure | None:
         import httpx
         from cohere.core.api_error import ApiError
         from cohere.core.parse_error import ParsingError
 
         if isinstance(exc, ParsingError):
-            return Failure("retry", "MalformedResponse", "answer does not match the v2 schema")
+            return retry.Failure(
+                "retry", "MalformedResponse", "answer does not match the v2 schema"
+            )
         if isinstance(exc, httpx.TimeoutException):
-            return Failure("retry", "Timeout", f"no answer within {self.timeout:g} s")
-        failure = malformed_or_transport(exc, (httpx.TransportError,), self._secrets())
+            return retry.Failure("retry", "Timeout", f"no answer within {self.timeout:g} s")
+        failure = retry.malformed_or_transport(exc, (httpx.TransportError,), self._secrets())
         if failure is not None or not isinstance(exc, ApiError):
             return failure
         status = exc.status_code
-        message = scrub(_body_message(exc.body), self._secrets())
+        message = retry.scrub(_body_message(exc.body), self._secrets())
         if status is None:
-            return Failure("fatal", type(exc).__name__, message)
+            return retry.Failure("fatal", type(exc).__name__, message)
         if 200 <= status < 300:
-            return Failure("retry", "MalformedResponse", "answer is not valid JSON")
-        return classify_status(_STATUS, status, f"HTTP {status}", message, exc.headers)
+            return retry.Failure("retry", "MalformedResponse", "answer is not valid JSON")
+        return retry.classify_status(_STATUS, status, f"HTTP {status}", message, exc.headers)
 
 
 def _sdk_http(client: Any) -> Any:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from embedbench.errors import UserError, unknown_name
 
@@ -77,15 +77,40 @@ def check_option(what: str, name: str, value: Any) -> Any:
     return value
 
 
-def _what(info: ValidationInfo) -> str:
-    return (info.context or {}).get("what", "providers")
+def check_bool(what: str, name: str, value: Any) -> Any:
+    if value is not None and not isinstance(value, bool):
+        raise UserError(f"{what}: {name} must be true or false; got {value!r}")
+    return value
+
+
+def _device(what: str, name: str, value: Any) -> Any:
+    from embedbench.providers.local import check_device
+
+    return check_device(what, value)
+
+
+def _truncate(what: str, name: str, value: Any) -> Any:
+    return choose(f"{what}: {name}", value, TRUNCATE_MODES)
+
+
+def _as_list(what: str, name: str, value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _as_given(what: str, name: str, value: Any) -> Any:
+    return value
+
+
+Check = Callable[[str, str, Any], Any]  # (what, option, value) -> value, or a UserError
 
 
 class ProviderOptions(BaseModel):
-    """Options every family takes; subclasses add theirs."""
+    """Options every family takes; subclasses add theirs, and in `CHECKS` the check of
+    each option whose message must name the provider (the others are typed)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     family: ClassVar[str]
+    CHECKS: ClassVar[dict[str, Check]] = {}
 
     batch_size: int | None = None
 
@@ -103,6 +128,14 @@ class ProviderOptions(BaseModel):
             got = first.get("input")
             raise UserError(f"{what}: {where}: {first['msg'].lower()}; got {got!r}") from None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, values: Any, info: ValidationInfo) -> Any:
+        if not isinstance(values, dict):
+            return values
+        what = (info.context or {}).get("what", cls.family)
+        return {k: cls.CHECKS.get(k, _as_given)(what, k, v) for k, v in values.items()}
+
     def identity(self) -> dict[str, Any]:
         """The options set that change the vectors, as given."""
         fields = type(self).model_fields
@@ -118,26 +151,31 @@ class LocalOptions(ProviderOptions):
     batch, 256), `device` (cpu, cuda, cuda:<n>, mps)."""
 
     family = "local"
+    CHECKS = {"batch_size": check_positive_int, "device": _device}
     batch_size: int = 256
     device: str = "cpu"
-
-    @field_validator("batch_size", mode="before")
-    @classmethod
-    def _batch_size(cls, v: Any, info: ValidationInfo) -> Any:
-        return check_positive_int(_what(info), "batch_size", v)
-
-    @field_validator("device", mode="before")
-    @classmethod
-    def _device(cls, v: Any, info: ValidationInfo) -> Any:
-        from embedbench.providers.local import check_device
-
-        return check_device(_what(info), v)
 
 
 class RemoteOptions(ProviderOptions):
     """Options of a remote service: batching, threads, timeout, retries, rate limit,
-    and the provider-native quantized outputs requested with the floats."""
+    and the provider-native quantized outputs requested with the floats. The model
+    bounds `batch_size` (the provider checks it)."""
 
+    CHECKS = {
+        "n_jobs": check_positive_int,
+        "native_types": _as_list,
+        **dict.fromkeys(
+            (
+                "timeout",
+                "max_attempts",
+                "backoff_base",
+                "backoff_max",
+                "retry_after_max",
+                "requests_per_minute",
+            ),
+            check_option,
+        ),
+    }
     native_types: list[str] | str | None = Field(None, json_schema_extra=IDENTITY)
     n_jobs: int = 4
     timeout: float = 60.0
@@ -147,29 +185,6 @@ class RemoteOptions(ProviderOptions):
     retry_after_max: float = 60.0
     requests_per_minute: float | None = None
 
-    @field_validator("n_jobs", mode="before")
-    @classmethod
-    def _n_jobs(cls, v: Any, info: ValidationInfo) -> Any:
-        return check_positive_int(_what(info), "n_jobs", v)
-
-    @field_validator("native_types", mode="before")
-    @classmethod
-    def _native_types(cls, v: Any) -> Any:
-        return list(v) if isinstance(v, tuple) else v
-
-    @field_validator(
-        "timeout",
-        "max_attempts",
-        "backoff_base",
-        "backoff_max",
-        "retry_after_max",
-        "requests_per_minute",
-        mode="before",
-    )
-    @classmethod
-    def _call(cls, v: Any, info: ValidationInfo) -> Any:
-        return check_option(_what(info), str(info.field_name), v)
-
 
 class CohereOptions(RemoteOptions):
     """Cohere's API: `api_key` (default: `CO_API_KEY`/`COHERE_API_KEY`), `base_url`
@@ -177,21 +192,17 @@ class CohereOptions(RemoteOptions):
     `output_dimension` (embed-v4.0 only), `batch_size` ≤ 96 (96)."""
 
     family = "cohere"
+    CHECKS = {
+        **RemoteOptions.CHECKS,
+        "api_key": check_option,
+        "base_url": check_option,
+        "truncate": _truncate,
+    }
     api_key: str | None = Field(None, repr=False)
     base_url: str | None = None
     truncate: str = Field("END", json_schema_extra=IDENTITY)
     output_dimension: int | None = Field(None, json_schema_extra=IDENTITY)
     batch_size: int | None = MAX_TEXTS_PER_CALL
-
-    @field_validator("api_key", "base_url", mode="before")
-    @classmethod
-    def _strings(cls, v: Any, info: ValidationInfo) -> Any:
-        return check_option(_what(info), str(info.field_name), v)
-
-    @field_validator("truncate", mode="before")
-    @classmethod
-    def _truncate(cls, v: Any, info: ValidationInfo) -> Any:
-        return choose(f"{_what(info)}: truncate", v, TRUNCATE_MODES)
 
 
 class BedrockOptions(RemoteOptions):
@@ -200,6 +211,11 @@ class BedrockOptions(RemoteOptions):
     (10 s), `batch_size` (default: the model's cap)."""
 
     family = "bedrock"
+    CHECKS = {
+        **RemoteOptions.CHECKS,
+        **dict.fromkeys(("region", "endpoint_url", "profile", "connect_timeout"), check_option),
+        "normalize": check_bool,
+    }
     region: str | None = None
     endpoint_url: str | None = None
     profile: str | None = None
@@ -207,18 +223,6 @@ class BedrockOptions(RemoteOptions):
     normalize: bool | None = Field(None, json_schema_extra=IDENTITY)
     truncate: str | None = Field(None, json_schema_extra=IDENTITY)
     connect_timeout: float = 10.0
-
-    @field_validator("region", "endpoint_url", "profile", "connect_timeout", mode="before")
-    @classmethod
-    def _strings(cls, v: Any, info: ValidationInfo) -> Any:
-        return check_option(_what(info), str(info.field_name), v)
-
-    @field_validator("normalize", mode="before")
-    @classmethod
-    def _normalize(cls, v: Any, info: ValidationInfo) -> Any:
-        if v is not None and not isinstance(v, bool):
-            raise UserError(f"{_what(info)}: normalize must be true or false; got {v!r}")
-        return v
 
 
 OPTIONS: dict[str, type[ProviderOptions]] = {
