@@ -246,3 +246,8 @@ def test_cli_rejects_a_misspelt_local_option_with_exit_code_2(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: "), stderr
         assert "unknown option for local 'batch_sise' (did you mean 'batch_size'?)" in lines[0]
     assert not out.exists()  # nothing ran
+
+
+def test_native_outputs_asked_by_a_technique_join_a_configured_string():
+    spec = ProviderSpec(name="cohere", model="embed-english-v3.0", options={"native_types": "int8"})
+    assert build_provider(spec, ("ubinary",)).native_types == ("int8", "ubinary")

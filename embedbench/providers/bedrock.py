@@ -149,6 +149,7 @@ class BedrockProvider(RemoteProvider):
     their defaults: `options.BedrockOptions`."""
 
     family = "bedrock"
+    lookup = staticmethod(lookup_model)
     Options = BedrockOptions
     options: BedrockOptions
     dimension_option = "dimensions"
@@ -167,8 +168,6 @@ class BedrockProvider(RemoteProvider):
         self.profile = opts.profile
         self.connect_timeout = float(opts.connect_timeout)
         self._credential_parts: list[str] = []
-
-    lookup = staticmethod(lookup_model)
 
     def _fixed_dimension(self, what: str, asked: int) -> None:
         if asked != self.spec.dim:

@@ -62,10 +62,10 @@ class CohereProvider(RemoteProvider):
     their defaults: `options.CohereOptions`."""
 
     family = "cohere"
+    raw_http = True  # False: parse answers with the SDK's models (slow; see `_sdk_http`)
     Options = CohereOptions
     options: CohereOptions
     dimension_option = "output_dimension"
-    raw_http = True  # False: parse answers with the SDK's models (slow; see `_sdk_http`)
 
     def __init__(self, model: str, **options: Any):
         super().__init__(model, **options)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from embedbench.errors import UserError, unknown_name
+from embedbench.secrets import is_secret_key
 
 IDENTITY = {"identity": True}  # json_schema_extra of an option that changes the vectors
 TRUNCATE_MODES = ("NONE", "START", "END")  # Cohere's, on its API and on Bedrock
@@ -125,8 +126,8 @@ class ProviderOptions(BaseModel):
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            got = first.get("input")
-            raise UserError(f"{what}: {where}: {first['msg'].lower()}; got {got!r}") from None
+            got = "" if is_secret_key(where) else f"; got {first.get('input')!r}"
+            raise UserError(f"{what}: {where}: {first['msg'].lower()}{got}") from None
 
     @model_validator(mode="before")
     @classmethod
