@@ -26,33 +26,11 @@ from pydantic import (
 )
 
 from embedbench.errors import UserError
-from embedbench.secrets import is_secret_key, redact, remember
+from embedbench.secrets import redact, remember
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-# Provider options that change how vectors are fetched, never what they are.
-OPERATIONAL_OPTIONS = frozenset(
-    {
-        "n_jobs",
-        "batch_size",
-        "region",
-        "endpoint_url",
-        "profile",
-        "base_url",
-        "api_key",
-        "connect_timeout",
-        "timeout",
-        "max_attempts",
-        "backoff_base",
-        "backoff_max",
-        "retry_after_max",
-        "requests_per_minute",
-        "device",
-    }
-)
 
 
 class ProviderSpec(_Strict):
@@ -68,16 +46,15 @@ class ProviderSpec(_Strict):
 
     @property
     def key(self) -> str:
-        """The label, plus a short hash of the options that can change the vectors."""
-        options = {
-            k: v
-            for k, v in self.options.items()
-            if k not in OPERATIONAL_OPTIONS and not is_secret_key(k)
-        }
-        if not options:
-            return self.label
-        blob = json.dumps(options, sort_keys=True, default=str)
-        return f"{self.label}@{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+        """The label, plus a short hash of the options that change the vectors.
+
+        The hash derives from the validated options (`providers.options`), so a
+        misspelt option is a `UserError`, never another key.
+        """
+        from embedbench.providers.options import identity_key
+
+        digest = identity_key(self.name, self.model, self.options)
+        return f"{self.label}@{digest}" if digest else self.label
 
 
 class TaskSpec(_Strict):
@@ -181,7 +158,12 @@ class Config(_Strict):
     @field_validator("providers")
     @classmethod
     def _unique_providers(cls, v: list[ProviderSpec]) -> list[ProviderSpec]:
-        keys = [p.key for p in v]
+        keys = []
+        for p in v:
+            try:
+                keys.append(p.key)
+            except UserError:
+                continue  # a bad name or option: `registry.check_config` reports it
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
             raise ValueError(f"listed twice: {', '.join(dup)} (the same cells twice)")

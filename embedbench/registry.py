@@ -34,7 +34,9 @@ def build_provider(spec: ProviderSpec, native_types: tuple[str, ...] = ()) -> Pr
     cls = provider_class(spec.name)
     options = dict(spec.options)
     if native_types:
-        options["native_types"] = sorted(set(native_types) | set(options.get("native_types", [])))
+        given = options.get("native_types") or []
+        given = [given] if isinstance(given, str) else given
+        options["native_types"] = sorted(set(native_types) | set(given))
     try:
         return cls(spec.model, **options)
     except TypeError as e:

@@ -42,7 +42,8 @@ class Recorder(Provider):
         dim: int | None = None,
         **options,
     ):
-        super().__init__(model, **options)
+        super().__init__(model)
+        self.params = options  # request parameters: part of the cache key
         self.batch_size = batch_size
         self.fail_on_call = fail_on_call
         self.bad = bad
@@ -50,7 +51,7 @@ class Recorder(Provider):
         self.calls: list[list[str]] = []
 
     def request_params(self, purpose):
-        return {"purpose": purpose, **self.options}
+        return {"purpose": purpose, **self.params}
 
     def expected_dim(self):
         return self.dim

@@ -337,12 +337,12 @@ def test_titan_v2_char_limit():
 
 def test_sdk_configuration(server):
     p = bedrock(server, TITAN1, n_jobs=32)
-    client = p._get_client()
+    client = p.client()
     assert client.meta.config.max_pool_connections == 32
     assert client.meta.config.retries["total_max_attempts"] == 1
     assert client.meta.region_name == "us-east-1"
     c = cohere(server)
-    assert c._get_client()._client_wrapper.get_base_url() == server.url
+    assert c.client()._client_wrapper.get_base_url() == server.url
     p.close()
     c.close()
 
@@ -445,14 +445,34 @@ def test_transient_faults_are_retried(server, cache, fault, make):
     assert np.isfinite(out).all()
 
 
+class FrozenClock:
+    """A clock that never moves, and a sleep that only records: every wait a
+    `RateLimiter` asks for, measured from one instant, without waiting."""
+
+    def __init__(self):
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        return 0.0
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+
+    def attach(self, limiter: RateLimiter) -> FrozenClock:
+        limiter._clock, limiter._sleep = self.clock, self.sleep
+        return self
+
+
 @pytest.mark.parametrize("make", ["titan", "cohere"])
 def test_retry_after_is_honoured(server, make):
     server.retry_after = "1"
     p = bedrock(server, TITAN1) if make == "titan" else cohere(server)
+    frozen = FrozenClock().attach(p.limiter)
     server.inject("throttle_retry_after")
-    start = time.monotonic()
     p.embed_batch(["x"], "query")
-    assert time.monotonic() - start >= 0.95
+    assert frozen.sleeps == [1.0]  # the server's Retry-After, held before the retry
     assert server.calls == 2
 
 
@@ -460,17 +480,17 @@ def test_retry_after_ms_and_cap(server):
     server.retry_after_header = "retry-after-ms"
     server.retry_after = "150"
     p = cohere(server)
+    frozen = FrozenClock().attach(p.limiter)
     server.inject("throttle_retry_after")
-    start = time.monotonic()
     p.embed_batch(["x"], "query")
-    assert 0.14 <= time.monotonic() - start < 0.9
+    assert frozen.sleeps == [pytest.approx(0.15)] and server.calls == 2
     # a Retry-After beyond retry_after_max is capped
     server.retry_after_header, server.retry_after = "Retry-After", "30"
     q = bedrock(server, TITAN1, retry_after_max=0.05)
+    frozen = FrozenClock().attach(q.limiter)
     server.inject("throttle_retry_after")
-    start = time.monotonic()
     q.embed_batch(["x"], "query")
-    assert time.monotonic() - start < 1
+    assert frozen.sleeps == [0.05] and server.calls == 4
 
 
 @pytest.mark.parametrize("make", ["titan", "cohere_br", "cohere"])
@@ -618,38 +638,35 @@ def test_noisy_service_gives_identical_vectors(server, tmp_path, make):
 
 def test_rate_limiter_spaces_requests(server):
     limiter = RateLimiter(requests_per_minute=1200)  # one per 50 ms
-    stamps: list[float] = []
-    lock = threading.Lock()
+    frozen = FrozenClock().attach(limiter)
 
     def work():
         for _ in range(3):
             limiter.acquire()
-            with lock:
-                stamps.append(time.monotonic())
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    stamps.sort()
-    gaps = np.diff(stamps)
-    assert len(stamps) == 12 and gaps.min() >= 0.04
+    # 12 starts, one slot each, 50 ms apart (the first starts at once)
+    assert sorted(frozen.sleeps) == pytest.approx([0.05 * k for k in range(1, 12)])
     # and the provider uses it
     p = bedrock(server, TITAN1, requests_per_minute=600, n_jobs=4)
-    start = time.monotonic()
+    frozen = FrozenClock().attach(p.limiter)
     p.embed_batch(["a"], "query")
     p.embed_batch(["b"], "query")
     p.embed_batch(["c"], "query")
-    assert time.monotonic() - start >= 0.19
+    assert frozen.sleeps == pytest.approx([0.1, 0.2]) and server.calls == 3
 
 
 def test_rate_limiter_defer_holds_every_thread():
     limiter = RateLimiter()
+    frozen = FrozenClock().attach(limiter)
     limiter.defer(0.1)
-    start = time.monotonic()
     limiter.acquire()
-    assert time.monotonic() - start >= 0.09
+    limiter.acquire()
+    assert frozen.sleeps == [0.1, 0.1]  # every request waits out the pause
     with pytest.raises(UserError):
         RateLimiter(requests_per_minute=0)
 

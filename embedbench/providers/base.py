@@ -21,6 +21,7 @@ import numpy as np
 
 from embedbench.cache import CacheError, EmbeddingCache, namespace_of
 from embedbench.errors import ProviderError, UserError
+from embedbench.providers.options import ProviderOptions
 
 Purpose = Literal["query", "document", "classification", "clustering", "sts"]
 Progress = Callable[[int, int], None]  # (texts done, texts to do)
@@ -68,16 +69,17 @@ class Provider(ABC):
 
     Subclasses set `family`, implement `embed_batch`, and list in `request_params`
     every request parameter that changes the vectors: it is part of the cache key.
+    `options` holds the family's validated options (`providers.options`).
     """
 
     family: ClassVar[str]
     batch_size: int = 64
     n_jobs: int = 1
     native_types: tuple[str, ...] = ()  # provider-quantized outputs requested with the floats
+    options: ProviderOptions | None = None
 
-    def __init__(self, model: str, **options: Any):
+    def __init__(self, model: str):
         self.model = model
-        self.options = options
 
     @abstractmethod
     def embed_batch(self, texts: list[str], purpose: Purpose) -> Batch:

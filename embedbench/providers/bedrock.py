@@ -30,7 +30,9 @@ Token counts: Titan's `inputTextTokenCount`; otherwise the
 `x-amzn-bedrock-input-token-count` response header, else the body's
 `meta.billed_units.input_tokens`, else 0 (unknown, never estimated).
 
-Native outputs land in `Batch.extras`: Cohere types as in `cohere_api`; Titan v2
+Options and their defaults: `options.BedrockOptions`. Native outputs land in
+`Batch.extras`: Cohere types as in `cohere_wire` (whose parser reads the Cohere
+models' answers, as for Cohere's own API); Titan v2
 `binary` as uint8 packed bits (n × d/8, `np.packbits` order), packed here if the
 service sends one 0/1 value per dimension.
 """
@@ -38,37 +40,27 @@ service sends one 0/1 value per dimension.
 from __future__ import annotations
 
 import json
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from embedbench.errors import ProviderError, UserError, unknown_name
-from embedbench.providers.base import Batch, Provider, Purpose
-from embedbench.providers.cohere_api import (
+from embedbench.providers.base import Batch, Purpose
+from embedbench.providers.cohere_wire import (
     COHERE_NATIVE_TYPES,
-    MAX_TEXTS_PER_CALL,
-    TRUNCATE_MODES,
-    check_batch_size,
-    check_n_jobs,
-    check_native_types,
-    check_nonempty,
-    choose,
     cohere_input_type,
     float_matrix,
-    native_arrays,
-    reject_unknown_options,
+    parse_answer,
 )
+from embedbench.providers.options import MAX_TEXTS_PER_CALL, TRUNCATE_MODES, BedrockOptions, choose
+from embedbench.providers.remote import RemoteProvider
 from embedbench.providers.retry import (
-    CALL_OPTIONS,
     Failure,
     MalformedResponse,
-    RateLimiter,
-    RetryPolicy,
-    call_with_retries,
-    check_call_options,
-    parse_retry_after,
+    StatusRules,
+    classify_status,
+    malformed_or_transport,
     scrub,
 )
 
@@ -107,30 +99,36 @@ BEDROCK_MODELS: dict[str, BedrockModel] = {
 # Cross-region inference profiles prefix a model id with a geography.
 _PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca.")
 
-_RETRY_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "TooManyRequestsException",
-        "ModelNotReadyException",
-        "ModelTimeoutException",
-        "ModelErrorException",
-        "ServiceUnavailableException",
-        "InternalServerException",
-        "InternalFailure",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-_AUTH_CODES = frozenset(
-    {
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "InvalidSignatureException",
-        "IncompleteSignature",
-        "MissingAuthenticationTokenException",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-    }
+_STATUS = StatusRules(
+    retry_statuses=frozenset({408, 429}),
+    auth_statuses=frozenset({401, 403}),
+    auth_hint="check AWS credentials and model access",
+    retry_codes=frozenset(
+        {
+            "ThrottlingException",
+            "TooManyRequestsException",
+            "ModelNotReadyException",
+            "ModelTimeoutException",
+            "ModelErrorException",
+            "ServiceUnavailableException",
+            "InternalServerException",
+            "InternalFailure",
+            "RequestTimeout",
+            "RequestTimeoutException",
+        }
+    ),
+    auth_codes=frozenset(
+        {
+            "AccessDeniedException",
+            "UnrecognizedClientException",
+            "InvalidSignatureException",
+            "IncompleteSignature",
+            "MissingAuthenticationTokenException",
+            "ExpiredTokenException",
+            "InvalidClientTokenId",
+        }
+    ),
+    fatal_codes=frozenset({"ServiceQuotaExceededException"}),
 )
 
 
@@ -146,116 +144,34 @@ def lookup_model(model: str) -> BedrockModel:
     return BEDROCK_MODELS[base]
 
 
-class BedrockProvider(Provider):
-    """Titan and Cohere embedding models on Amazon Bedrock, through boto3.
-
-    Options: `region`, `endpoint_url`, `profile`, `dimensions`, `normalize` (Titan v2),
-    `truncate` (Cohere: NONE/START/END, default END), `native_types`, `batch_size`
-    (Titan: 1; Cohere: ≤ 96, default 96), `n_jobs` (default 4), `connect_timeout`
-    (10 s), `timeout` (read timeout, 60 s), `max_attempts` (8), `backoff_base` (0.5 s),
-    `backoff_max` (20 s), `retry_after_max` (60 s), `requests_per_minute` (none).
-    """
+class BedrockProvider(RemoteProvider):
+    """Titan and Cohere embedding models on Amazon Bedrock, through boto3; options and
+    their defaults: `options.BedrockOptions`."""
 
     family = "bedrock"
-    _OPTIONS = (
-        "region",
-        "endpoint_url",
-        "profile",
-        "dimensions",
-        "normalize",
-        "truncate",
-        "native_types",
-        "connect_timeout",
-        *CALL_OPTIONS,
-    )
+    lookup = staticmethod(lookup_model)
+    Options = BedrockOptions
+    options: BedrockOptions
+    dimension_option = "dimensions"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        region: str | None = None,
-        endpoint_url: str | None = None,
-        profile: str | None = None,
-        dimensions: int | None = None,
-        normalize: bool | None = None,
-        truncate: str | None = None,
-        native_types: list[str] | tuple[str, ...] | str | None = None,
-        batch_size: int | None = None,
-        n_jobs: int = 4,
-        connect_timeout: float = 10.0,
-        timeout: float = 60.0,
-        max_attempts: int = 8,
-        backoff_base: float = 0.5,
-        backoff_max: float = 20.0,
-        retry_after_max: float = 60.0,
-        requests_per_minute: float | None = None,
-        **unknown: Any,
-    ):
-        reject_unknown_options("bedrock", unknown, self._OPTIONS)
-        spec = lookup_model(model)
-        what = f"bedrock:{model}"
-        check_call_options(
-            what,
-            region=region,
-            endpoint_url=endpoint_url,
-            profile=profile,
-            connect_timeout=connect_timeout,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            retry_after_max=retry_after_max,
-            requests_per_minute=requests_per_minute,
-        )
-        if dimensions is not None and not spec.dims and dimensions != spec.dim:
-            raise UserError(f"{what} has a fixed dimension {spec.dim}; got dimensions={dimensions}")
-        dim = spec.dim if dimensions is None else dimensions
-        if spec.dims:
-            choose(f"{what}: dimensions", dim, spec.dims)
-        if normalize is not None and spec.kind != "titan-v2":
+    def __init__(self, model: str, **options: Any):
+        super().__init__(model, **options)
+        what, opts = self.name, self.options
+        if opts.normalize is not None and self.spec.kind != "titan-v2":
             raise UserError(f"{what}: normalize applies only to amazon.titan-embed-text-v2:0")
-        if normalize is not None and not isinstance(normalize, bool):
-            raise UserError(f"{what}: normalize must be true or false; got {normalize!r}")
-        if truncate is not None and spec.kind != "cohere":
+        if opts.truncate is not None and self.spec.kind != "cohere":
             raise UserError(f"{what}: truncate applies only to the cohere.* models")
-        if batch_size is None:
-            batch_size = spec.max_batch
-        super().__init__(
-            model,
-            region=region,
-            endpoint_url=endpoint_url,
-            profile=profile,
-            dimensions=dimensions,
-            normalize=normalize,
-            truncate=truncate,
-            native_types=native_types,
-            batch_size=batch_size,
-            n_jobs=n_jobs,
-            connect_timeout=connect_timeout,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            retry_after_max=retry_after_max,
-            requests_per_minute=requests_per_minute,
-        )
-        self.spec = spec
-        self.dim = dim
-        self.normalize = True if normalize is None else normalize
-        self.truncate = choose(f"{what}: truncate", truncate or "END", TRUNCATE_MODES)
-        self.native_types = check_native_types(what, native_types, spec.native)
-        self.batch_size = check_batch_size(what, batch_size, spec.max_batch)
-        self.n_jobs = check_n_jobs(what, n_jobs)
-        self.region = region
-        self.endpoint_url = endpoint_url
-        self.profile = profile
-        self.connect_timeout = float(connect_timeout)
-        self.timeout = float(timeout)
-        self.policy = RetryPolicy(max_attempts, backoff_base, backoff_max, retry_after_max)
-        self.limiter = RateLimiter(requests_per_minute)
-        self._client: Any = None
+        self.normalize = True if opts.normalize is None else opts.normalize
+        self.truncate = choose(f"{what}: truncate", opts.truncate or "END", TRUNCATE_MODES)
+        self.region = opts.region
+        self.endpoint_url = opts.endpoint_url
+        self.profile = opts.profile
+        self.connect_timeout = float(opts.connect_timeout)
         self._credential_parts: list[str] = []
-        self._lock = threading.Lock()
+
+    def _fixed_dimension(self, what: str, asked: int) -> None:
+        if asked != self.spec.dim:
+            raise UserError(f"{what} has a fixed dimension {self.spec.dim}; got dimensions={asked}")
 
     def __repr__(self) -> str:
         return (
@@ -279,11 +195,8 @@ class BedrockProvider(Provider):
             }
         return {}
 
-    def expected_dim(self) -> int:
-        return self.dim
-
     def check_text(self, text: str) -> None:
-        check_nonempty(self.name, text)
+        super().check_text(text)
         limit = self.spec.max_chars
         if limit is not None and len(text) > limit:
             cohere = self.spec.kind == "cohere"
@@ -302,12 +215,8 @@ class BedrockProvider(Provider):
                     f"got a text of {words} words: {text[:40]!r}..."
                 )
 
-    def native_codes(self, purpose: Purpose | None = None) -> list[str]:
-        """Native quantized types this model can return alongside the floats."""
-        return list(self.spec.native)
-
     def embed_batch(self, texts: list[str], purpose: Purpose) -> Batch:
-        client = self._get_client()
+        client = self.client()
         if self.spec.kind == "cohere":
             return self._invoke(client, self._cohere_body(texts, purpose), len(texts))
         parts = [self._invoke(client, self._titan_body(t), 1) for t in texts]
@@ -319,12 +228,6 @@ class BedrockProvider(Provider):
             tokens=sum(p.tokens for p in parts),
             extras=extras,
         )
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-            self._client = None
 
     # --- requests -----------------------------------------------------------------
 
@@ -376,10 +279,10 @@ class BedrockProvider(Provider):
             if not isinstance(data, dict):
                 raise MalformedResponse("answer is not a JSON object")
             if self.spec.kind == "cohere":
-                return self._parse_cohere(data, headers, n)
+                return parse_answer(self.name, data, self.native_types, n, _header_tokens(headers))
             return self._parse_titan(data, headers)
 
-        return call_with_retries(attempt, self._classify, self.policy, self.limiter, self.name)
+        return self.retrying(attempt)
 
     def _parse_titan(self, data: dict[str, Any], headers: dict[str, str]) -> Batch:
         by_type = data.get("embeddingsByType") or {}
@@ -398,63 +301,41 @@ class BedrockProvider(Provider):
             tokens = _header_tokens(headers)
         return Batch(vectors=vectors, tokens=int(tokens or 0), extras=extras)
 
-    def _parse_cohere(self, data: dict[str, Any], headers: dict[str, str], n: int) -> Batch:
-        emb = data.get("embeddings")
-        if isinstance(emb, dict):
-            vectors = float_matrix(self.name, emb.get("float"))
-            extras = native_arrays(self.name, emb, self.native_types, n)
-        elif isinstance(emb, list):
-            if self.native_types:
-                raise MalformedResponse("answer lacks the requested embedding types")
-            vectors = float_matrix(self.name, emb)
-            extras = {}
-        else:
-            raise MalformedResponse("answer has no 'embeddings'")
-        tokens = _header_tokens(headers)
-        if tokens is None:
-            billed = (data.get("meta") or {}).get("billed_units") or {}
-            tokens = billed.get("input_tokens")
-        return Batch(vectors=vectors, tokens=int(tokens or 0), extras=extras)
-
     # --- client and errors --------------------------------------------------------
 
-    def _get_client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                import boto3
-                from botocore.config import Config
-                from botocore.exceptions import BotoCoreError
+    def _connect(self) -> Any:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError
 
-                try:
-                    session = boto3.session.Session(
-                        profile_name=self.profile, region_name=self.region
-                    )
-                    region = session.region_name or "us-east-1"
-                    config = Config(
-                        region_name=region,
-                        max_pool_connections=max(10, self.n_jobs),
-                        retries={"total_max_attempts": 1, "mode": "standard"},
-                        connect_timeout=self.connect_timeout,
-                        read_timeout=self.timeout,
-                        user_agent_extra="embedbench",
-                    )
-                    self._client = session.client(
-                        "bedrock-runtime",
-                        region_name=region,
-                        endpoint_url=self.endpoint_url,
-                        config=config,
-                    )
-                    creds = session.get_credentials()
-                except BotoCoreError as e:
-                    raise UserError(
-                        f"{self.name}: cannot set up the AWS client: {scrub(e)}"
-                    ) from None
-                if creds is not None:
-                    frozen = creds.get_frozen_credentials()
-                    self._credential_parts = [
-                        p for p in (frozen.access_key, frozen.secret_key, frozen.token) if p
-                    ]
-            return self._client
+        try:
+            session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+            region = session.region_name or "us-east-1"
+            config = Config(
+                region_name=region,
+                max_pool_connections=max(10, self.n_jobs),
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.timeout,
+                user_agent_extra="embedbench",
+            )
+            client = session.client(
+                "bedrock-runtime", region_name=region, endpoint_url=self.endpoint_url, config=config
+            )
+            creds = session.get_credentials()
+        except BotoCoreError as e:
+            raise UserError(f"{self.name}: cannot set up the AWS client: {scrub(e)}") from None
+        if creds is not None:
+            frozen = creds.get_frozen_credentials()
+            self._credential_parts = [
+                p for p in (frozen.access_key, frozen.secret_key, frozen.token) if p
+            ]
+        return client
+
+    def _token_hint(self, message: str) -> str:
+        if self.spec.max_tokens and "token" in message.lower():
+            message += f" (this model takes at most {self.spec.max_tokens} tokens a text)"
+        return message
 
     def _classify(self, exc: BaseException) -> Failure | None:
         from botocore.exceptions import (
@@ -466,8 +347,6 @@ class BedrockProvider(Provider):
         )
 
         secrets = self._credential_parts
-        if isinstance(exc, MalformedResponse):
-            return Failure("retry", "MalformedResponse", str(exc))
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             return Failure(
                 "user",
@@ -475,28 +354,16 @@ class BedrockProvider(Provider):
                 "no usable AWS credentials (set AWS_PROFILE, AWS_ACCESS_KEY_ID/"
                 "AWS_SECRET_ACCESS_KEY, or run aws configure)",
             )
-        if isinstance(exc, HTTPClientError | ConnectionError):
-            return Failure("retry", type(exc).__name__, scrub(exc, secrets))
-        if not isinstance(exc, ClientError):
-            return None
+        failure = malformed_or_transport(exc, (HTTPClientError, ConnectionError), secrets)
+        if failure is not None or not isinstance(exc, ClientError):
+            return failure
         error = exc.response.get("Error", {}) or {}
         meta = exc.response.get("ResponseMetadata", {}) or {}
         code = str(error.get("Code") or "Unknown")
         status = meta.get("HTTPStatusCode")
         message = scrub(error.get("Message") or "", secrets)
-        if code in _RETRY_CODES or status in (408, 429) or (status or 0) >= 500:
-            return Failure("retry", code, message, parse_retry_after(meta.get("HTTPHeaders")))
-        if code in _AUTH_CODES or status in (401, 403):
-            return Failure(
-                "user", code, f"{message} (check AWS credentials and model access)".lstrip()
-            )
-        if code == "ServiceQuotaExceededException":
-            return Failure("fatal", code, message)
-        if status is not None and 400 <= status < 500:
-            if self.spec.max_tokens and "token" in message.lower():
-                message += f" (this model takes at most {self.spec.max_tokens} tokens a text)"
-            return Failure("user", code, message)
-        return Failure("fatal", code, message)
+        rules = replace(_STATUS, input_hint=self._token_hint)
+        return classify_status(rules, status, code, message, meta.get("HTTPHeaders"))
 
 
 def _header_tokens(headers: dict[str, str]) -> int | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from embedbench.errors import UserError
 from embedbench.providers.base import Batch, Provider, Purpose
-from embedbench.providers.cohere_api import check_positive_int, reject_unknown_options
+from embedbench.providers.options import LocalOptions
 
 _BUNDLED = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 
@@ -69,17 +69,17 @@ def folder_dim(folder: Path) -> int | None:
 
 
 class LocalProvider(Provider):
-    """A sentence-transformers model running in this process."""
+    """A sentence-transformers model running in this process; options and their
+    defaults: `options.LocalOptions`."""
 
     family = "local"
 
-    def __init__(self, model: str, batch_size: int = 256, device: str = "cpu", **options: Any):
-        reject_unknown_options("local", options, ("batch_size", "device"))
+    def __init__(self, model: str, **options: Any):
         canonical = "sentence-transformers/all-MiniLM-L6-v2" if model in _BUNDLED else model
         super().__init__(canonical)
-        what = f"local:{canonical}"
-        self.batch_size = check_positive_int(what, "batch_size", batch_size)
-        self.device = check_device(what, device)
+        self.options = LocalOptions.parse(f"local:{canonical}", options)
+        self.batch_size = self.options.batch_size
+        self.device = self.options.device
         self._model = None
 
     def known_dim(self) -> int | None:

@@ -12,7 +12,6 @@ they become a `UserError` carrying the server's message, scrubbed of credentials
 from __future__ import annotations
 
 import email.utils
-import math
 import random
 import re
 import threading
@@ -28,50 +27,6 @@ T = TypeVar("T")
 Verdict = Literal["retry", "user", "fatal"]
 
 _MAX_MESSAGE = 300
-# options every remote provider takes: batching, threads, timeout, retries, rate limit
-CALL_OPTIONS = (
-    "batch_size",
-    "n_jobs",
-    "timeout",
-    "max_attempts",
-    "backoff_base",
-    "backoff_max",
-    "retry_after_max",
-    "requests_per_minute",
-)
-# name: (minimum, minimum allowed, whole number) of the numeric options
-_NUMBERS: dict[str, tuple[float, bool, bool]] = {
-    "timeout": (0, False, False),
-    "connect_timeout": (0, False, False),
-    "max_attempts": (1, True, True),
-    "backoff_base": (0, True, False),
-    "backoff_max": (0, True, False),
-    "retry_after_max": (0, True, False),
-    "requests_per_minute": (0, False, False),
-}
-
-
-def check_call_options(what: str, **values: object) -> None:
-    """A `UserError` for a call option of the wrong type or range (None: the default).
-
-    Numeric options are checked against `_NUMBERS`; the others (region, profile, URLs,
-    keys) must be non-empty strings, URLs http(s). A value is never echoed for a key.
-    """
-    for name, value in values.items():
-        if value is None:
-            continue
-        if name in _NUMBERS:
-            low, inclusive, whole = _NUMBERS[name]
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            ok = number and math.isfinite(value) and (value >= low if inclusive else value > low)
-            if not ok or (whole and not isinstance(value, int)):
-                kind = "a whole number" if whole else "a number"
-                bound = f"at least {low:g}" if inclusive else f"greater than {low:g}"
-                raise UserError(f"{what}: {name} must be {kind} {bound}; got {value!r}")
-        elif not isinstance(value, str) or not value.strip():
-            raise UserError(f"{what}: {name} must be a non-empty string")
-        elif name.endswith("_url") and not value.startswith(("http://", "https://")):
-            raise UserError(f"{what}: {name} must be an http:// or https:// URL")
 
 
 # Access key ids (AKIA/ASIA...), bearer tokens and sigv4 credential scopes.
@@ -138,6 +93,56 @@ class Failure:
     code: str
     message: str = ""
     retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class StatusRules:
+    """How one service's error answers are classified (`classify_status`).
+
+    Retried: a code in `retry_codes`, a status in `retry_statuses`, any 5xx (with the
+    server's `Retry-After`). Blamed on the credentials: a code in `auth_codes` or a
+    status in `auth_statuses` (the message gets `auth_hint`). Fatal: a code in
+    `fatal_codes`. Any other 4xx is the input's fault (`input_hint` may add to the
+    message); anything else is fatal.
+    """
+
+    retry_statuses: frozenset[int]
+    auth_statuses: frozenset[int]
+    auth_hint: str
+    retry_codes: frozenset[str] = frozenset()
+    auth_codes: frozenset[str] = frozenset()
+    fatal_codes: frozenset[str] = frozenset()
+    input_hint: Callable[[str], str] | None = None
+
+
+def classify_status(
+    rules: StatusRules,
+    status: int | None,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+) -> Failure:
+    """The `Failure` of an error answer with HTTP `status` and service error `code`."""
+    if code in rules.retry_codes or status in rules.retry_statuses or (status or 0) >= 500:
+        return Failure("retry", code, message, parse_retry_after(headers))
+    if code in rules.auth_codes or status in rules.auth_statuses:
+        return Failure("user", code, f"{message} ({rules.auth_hint})".lstrip())
+    if code in rules.fatal_codes:
+        return Failure("fatal", code, message)
+    if status is not None and 400 <= status < 500:
+        return Failure("user", code, rules.input_hint(message) if rules.input_hint else message)
+    return Failure("fatal", code, message)
+
+
+def malformed_or_transport(
+    exc: BaseException, transport: tuple[type[BaseException], ...], secrets: Iterable[str | None]
+) -> Failure | None:
+    """Retry an unreadable answer or a broken connection (`transport` errors); else None."""
+    if isinstance(exc, MalformedResponse):
+        return Failure("retry", "MalformedResponse", str(exc))
+    if isinstance(exc, transport):
+        return Failure("retry", type(exc).__name__, scrub(exc, secrets))
+    return None
 
 
 class RateLimiter:
