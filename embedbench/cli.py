@@ -97,7 +97,7 @@ def run(
         result, out = api.run(config, data_dir, cache, output, progress=bars, resume=not fresh)
     finally:
         bars.close()
-    from embedbench.report import markdown_table
+    from embedbench.tables import markdown_table
 
     click.echo(markdown_table(result.rows))
     click.echo(

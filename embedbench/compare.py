@@ -39,6 +39,10 @@ failure with `--fail-on-baseline-change`): retentions then have other baselines.
 Checks. A row with a non-finite or absurd number (|x| > 1e6), or an inverted or
 absurdly wide (> 1000 points) interval, is malformed. `--json` never prints NaN.
 
+Modules: this one reads the tables and applies the rule (`compare_tables`);
+`embedbench.compare_paired` runs the paired bootstrap of a cell, and
+`embedbench.compare_output` formats the result (markdown table, summary, JSON).
+
 Exit codes: 0 no regression; 1 a regression (or a moved baseline with
 `--fail-on-baseline-change`); 2 a file missing or malformed (one line), or cells on
 one side only (named; `--allow-missing` compares the common cells).
@@ -46,61 +50,32 @@ one side only (named; `--allow-missing` compares the common cells).
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from embedbench import stats
+from embedbench import compare_output
+from embedbench.compare_paired import NotPaired, Paired, paired_drops
 from embedbench.errors import UserError
+from embedbench.manifest import read_manifest
 from embedbench.predictions import RunPredictions
+from embedbench.results import (
+    BASE_KEY,
+    DESCRIPTIVE,
+    INTERVAL,
+    NUMERIC,
+    extra_identity,
+    read_retention,
+)
 
-BASE_KEY = ("task", "provider", "model", "technique")
-NUMERIC = ("score", "float_score", "retention")
-INTERVAL = ("ci_low", "ci_high")
 REQUIRED = (*BASE_KEY, *NUMERIC, *INTERVAL, "verdict")
-# What a cell is (a change is noted beside the cell), and further measurements; neither
-# is identity nor gated.
-DESCRIPTIVE = tuple(
-    "spec dim bits_per_dim bytes_per_vector bits_per_vector size_multiplier params_bytes "
-    "calibration role control secondary_bytes_per_vector total_bytes_per_vector "
-    "fast_size_multiplier n_seeds".split()
-)
-MEASURED = tuple(
-    "interval_method ci_mc_error control_retention control_ci_low control_ci_high "
-    "retention_chance_corrected seed_low seed_high seed_sd".split()
-)
-NOT_IDENTITY = frozenset((*NUMERIC, *INTERVAL, "verdict", *DESCRIPTIVE, *MEASURED))
+
 BASELINE_MOVE = 1e-4  # float_score difference that counts as "the baseline moved"
 EPS = 1e-6  # the tables carry 2 (retention) and 6 (score) decimals
 ABSURD = 1e6  # |number| beyond this is not a score or a retention
 MAX_CI_WIDTH = 1000.0  # points of retention
-SCORE_TOL = 1e-5 + 5e-7  # predictions vs the table's 6-decimal score
-ROUNDED = {"Retrieval": 5e-6}  # mteb rounds the retrieval main score to 5 decimals
-# A gate's 95% bound is drawn until its Monte Carlo standard error is ≤ MC_TARGET points,
-# up to MAX_BOOT_FACTOR × --bootstrap resamples (a note flags a bound that close to max-drop).
-MC_TARGET = 0.01
-MAX_BOOT_FACTOR = 8
-RULE = (
-    "a retention or score drop (points, positive = worse) fails when it exceeds max-drop; "
-    "rule paired (both runs have per-item predictions): also when the 95th percentile of "
-    "the drop over bootstrap resamples of the test items, shared by both runs' float and "
-    "technique predictions, exceeds max-drop; rule point (no usable predictions, and "
-    "float-baseline rows): the drop alone"
-)
-
-
-def extra_identity(columns: list[str] | tuple[str, ...], ignore: tuple[str, ...] = ()) -> list[str]:
-    """Identity columns beyond (task, provider, model, technique), in table order."""
-    return [
-        c for c in columns if c and c not in BASE_KEY and c not in NOT_IDENTITY and c not in ignore
-    ]
 
 
 @dataclass
@@ -164,65 +139,6 @@ def _number(text: str | None, where: str, column: str, optional: bool = False) -
     return value
 
 
-def resolve_csv(path: str | Path) -> Path:
-    """A run folder's retention.csv, or the file itself."""
-    p = Path(path)
-    if p.is_dir():
-        csv_path = p / "retention.csv"
-        if not csv_path.is_file():
-            raise UserError(f"{p}: no retention.csv in this folder (is it a run folder?)")
-        return csv_path
-    if not p.exists():
-        raise UserError(f"{p}: no such run folder or file")
-    if p.suffix.lower() != ".csv":
-        raise UserError(f"{p}: expected a run folder or a retention.csv file")
-    return p
-
-
-def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Header and (line, row) pairs of a CSV, malformed files reported as UserError."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if not header or not any(h.strip() for h in header):
-                raise UserError(f"{path}: empty file, not a retention table")
-            header = [h.strip() for h in header]
-            rows = []
-            for record in reader:
-                if not record or all(not v.strip() for v in record):
-                    continue
-                if len(record) != len(header):
-                    raise UserError(
-                        f"{path} line {reader.line_num}: {len(record)} fields, "
-                        f"the header has {len(header)}"
-                    )
-                rows.append((reader.line_num, dict(zip(header, record, strict=True))))
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a UTF-8 text file, not a retention table") from None
-    except csv.Error as e:
-        raise UserError(f"{path}: not a valid CSV file ({e})") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    return header, rows
-
-
-def read_retention(
-    path: str | Path, required: Sequence[str]
-) -> tuple[Path, list[str], list[tuple[int, dict[str, str]]]]:
-    """A run's retention.csv with its header and rows, checked for `required` columns."""
-    csv_path = resolve_csv(path)
-    header, records = read_csv(csv_path)
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise UserError(
-            f"{csv_path}: not a retention table: missing column(s) {', '.join(missing)}"
-        )
-    if not records:
-        raise UserError(f"{csv_path}: no rows")
-    return csv_path, header, records
-
-
 def load_table(path: str | Path) -> Table:
     """Read and check a run's retention table (and its manifest and predictions)."""
     csv_path, header, records = read_retention(path, REQUIRED)
@@ -260,15 +176,10 @@ def load_table(path: str | Path) -> Table:
                 line=line,
             )
         )
-    manifest = None
-    mpath = csv_path.parent / "manifest.json"
-    if mpath.is_file():
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            manifest = None  # the table is what is compared; the manifest is context only
-        if not isinstance(manifest, dict):
-            manifest = None
+    try:
+        manifest = read_manifest(csv_path.parent)
+    except UserError:
+        manifest = None  # the table is what is compared; the manifest is context only
     preds = RunPredictions.load(csv_path.parent)
     return Table(str(path), csv_path, header, rows, manifest, preds)
 
@@ -280,94 +191,7 @@ def cell_name(values: dict[str, str], extra: list[str] | tuple[str, ...] = ()) -
     return name + (f" ({', '.join(more)})" if more else "")
 
 
-# --------------------------------------------------------------------------- paired drops
-
-
-@dataclass(frozen=True)
-class Paired:
-    """One-sided 95% upper bounds of a cell's drops over paired resamples (points)."""
-
-    retention_bound: float
-    score_bound: float
-    resamples: int
-    mc_error: float
-
-
-class NotPaired(Exception):
-    """Why a cell falls back to the point rule: `reason` (for the warning) and detail."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(reason)
-        self.reason, self.detail = reason, detail or reason
-
-
-DROPS = (  # statistics of the scores of [bf, bt, nf, nt] on each resample
-    lambda s: 100.0 * s[:, 1] / s[:, 0] - 100.0 * s[:, 3] / s[:, 2],  # retention drop
-    lambda s: 100.0 * (s[:, 1] - s[:, 3]),  # score drop
-)
-
-
-def _side(table: Table, side: str, row: Row) -> tuple[str, Any, list[Any]]:
-    """(kind, gold, [float predictions, technique predictions]) of one run's cell."""
-    if table.predictions is None:
-        raise NotPaired(f"{side} has no predictions/ folder (made by an older embedbench?)")
-    if sum(r.cell == row.cell for r in table.rows) > 1:
-        raise NotPaired("predictions are per (task, provider, model, technique), not unique here")
-    base = table.float_row(row)
-    if base is None:
-        raise NotPaired(f"{side} has no float-baseline row with the cell's float_score")
-    out = []
-    for r in (base, row):
-        cell = table.predictions.cell(*r.cell)
-        if cell is None:
-            raise NotPaired(
-                f"{side} lacks predictions of some cells",
-                f"{side} has no predictions of {r.values['technique']}",
-            )
-        out.append((cell.predictions, r))
-    kind = table.predictions.kind(row.values["task"]) or cell.kind
-    return kind, table.predictions.gold(row.values["task"]), out
-
-
-def paired_drops(new: Table, baseline: Table, b: Row, n: Row, n_boot: int, seed: int) -> Paired:
-    """The paired bootstrap of one matched cell's drops, or NotPaired (module docstring)."""
-    kb, gb, sb = _side(baseline, "BASELINE", b)
-    kn, gn, sn = _side(new, "NEW", n)
-    if kb != kn or kb not in stats.BOOTSTRAP_METHODS:
-        raise NotPaired("the task kinds differ or have no bootstrap", f"kinds {kb} / {kn}")
-    if gb != gn:
-        raise NotPaired("the runs' gold differs (other items)")
-    preds = [p for p, _ in sb + sn]
-    if kb == "Retrieval" and any(set(p) != set(preds[0]) for p in preds):
-        raise NotPaired("the runs' query ids differ")
-    items = stats.Items(kb, gb)
-    try:
-        mats = [items.matrix(p) for p in preds]
-        if len({m.shape for m in mats}) != 1:
-            raise ValueError("prediction sets of different shapes")
-        for side, (p, r) in zip(("BASELINE",) * 2 + ("NEW",) * 2, sb + sn, strict=True):
-            again = items.point(p)
-            if not abs(again - r.score) <= SCORE_TOL + ROUNDED.get(kb, 0.0):
-                raise NotPaired(
-                    "predictions do not reproduce the table's score",
-                    f"{side} predictions of {r.values['technique']} give {again:.6f}, "
-                    f"its table {r.score:.6f}",
-                )
-        if np.array_equal(mats[0], mats[2]) and np.array_equal(mats[1], mats[3]):
-            return Paired(0.0, 0.0, 0, 0.0)  # the same predictions: drop 0 on every resample
-        opts = dict(n_boot=n_boot, seed=seed, quantiles=(95.0,), mc_target=MC_TARGET)
-        opts["max_resamples"] = MAX_BOOT_FACTOR * n_boot
-        r, s = (stats.paired_bootstrap(items, preds, f, **opts) for f in DROPS)
-    except ValueError as e:
-        raise NotPaired("the predictions cannot be resampled", f"bootstrap: {e}") from None
-    return Paired(r.values[0], s.values[0], r.resamples, max(r.mc_error, s.mc_error))
-
-
 # --------------------------------------------------------------------------- comparison
-
-
-def _finite(x: float | None, nd: int = 4) -> float | None:
-    return None if x is None or not math.isfinite(x) else round(x, nd)
 
 
 @dataclass
@@ -384,22 +208,7 @@ class CellDiff:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        p = self.paired
-        return {
-            **self.key,
-            "name": self.name,
-            "status": self.status,
-            "rule": self.rule,
-            "baseline": self.baseline.brief() if self.baseline else None,
-            "new": self.new.brief() if self.new else None,
-            "retention_delta": _finite(self.retention_drop and -self.retention_drop),
-            "score_delta": _finite(self.score_drop and -self.score_drop),
-            "retention_drop_bound95": _finite(p and p.retention_bound),
-            "score_drop_bound95": _finite(p and p.score_bound),
-            "resamples": p and p.resamples,
-            "mc_error": _finite(p and p.mc_error),
-            "notes": self.notes,
-        }
+        return compare_output.cell_json(self)
 
 
 @dataclass
@@ -445,112 +254,17 @@ class Comparison:
 
     def grid_error(self) -> str:
         """The one-line explanation of a grid mismatch."""
-
-        def names(cells: list[CellDiff]) -> str:
-            shown = [c.name for c in cells[:8]]
-            more = f" and {len(cells) - 8} more" if len(cells) > 8 else ""
-            return "; ".join(shown) + more
-
-        parts = []
-        if self.only_new:
-            parts.append(f"{len(self.only_new)} only in NEW ({self.new.label}): ")
-            parts[-1] += names(self.only_new)
-        if self.only_baseline:
-            parts.append(f"{len(self.only_baseline)} only in BASELINE ({self.baseline.label}): ")
-            parts[-1] += names(self.only_baseline)
-        return (
-            "the grids differ, cells "
-            + " | ".join(parts)
-            + " (--allow-missing compares the common cells)"
-        )
+        return compare_output.grid_error(self)
 
     def summary(self) -> str:
-        rules = Counter(c.rule for c in self.matched)
-        code = self.exit_code
-        verdict = {0: "PASS", 1: "FAIL", 2: "GRID MISMATCH"}[code]
-        text = (
-            f"{verdict}: {len(self.matched)} cells matched ({rules['paired']} paired, "
-            f"{rules['point']} point), {len(self.regressions)} regression(s), "
-            f"{len(self.only_new)} only in new, {len(self.only_baseline)} only in baseline "
-            f"(max drop {self.max_drop:g} points)"
-        )
-        if self.regressions:
-            worst = ", ".join(
-                f"{c.name} ({-max(c.retention_drop, c.score_drop):+.2f}, rule {c.rule})"
-                for c in self.regressions[:8]
-            )
-            more = f" and {len(self.regressions) - 8} more" if len(self.regressions) > 8 else ""
-            text += f"\nregressed: {worst}{more}"
-        if code == 1 and not self.regressions:
-            text += "\nfailed: the float baseline moved (--fail-on-baseline-change)"
-        return text
+        return compare_output.summary(self)
 
     def text(self) -> str:
         """A markdown diff table, then context, warnings and the summary."""
-        head = (
-            "| task | provider:model | technique | baseline % [95% CI] | new % [95% CI] "
-            "| Δ retention | Δ score ×100 | drop ≤ (95%) ret / score | rule | status |\n"
-            "|---|---|---|---:|---:|---:|---:|---:|---|---|\n"
-        )
-        extra = self.identity[len(BASE_KEY) :]
-        lines = []
-        for c in self.cells:
-            tech = c.key["technique"]
-            if extra:
-                tech += " (" + ", ".join(f"{k}={c.key[k]}" for k in extra) + ")"
-            status = c.status.upper() if c.status == "regression" else c.status
-            if c.notes:
-                status += "; " + "; ".join(c.notes)
-            p = c.paired
-            bound = f"{p.retention_bound:.2f} / {p.score_bound:.2f}" if p else ""
-            lines.append(
-                f"| {c.key['task']} | {c.key['provider']}:{c.key['model']} | {tech} "
-                f"| {_ret_cell(c.baseline)} | {_ret_cell(c.new)} "
-                f"| {_signed(c.retention_drop)} | {_signed(c.score_drop)} "
-                f"| {bound} | {c.rule or ''} | {status} |"
-            )
-        out = [head + "\n".join(lines)]
-        out += [f"note: {line}" for line in self.context]
-        out += [f"warning: {line}" for line in self.warnings]
-        out.append(f"rule: {RULE}")
-        out.append(self.summary())
-        return "\n".join(out) + "\n"
+        return compare_output.text(self)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "exit_code": self.exit_code,
-            "status": {0: "pass", 1: "regression", 2: "grid mismatch"}[self.exit_code],
-            "new": self.new.label,
-            "baseline": self.baseline.label,
-            "max_drop": self.max_drop,
-            "rule": RULE,
-            "identity_columns": self.identity,
-            "matched": len(self.matched),
-            "regressions": [c.name for c in self.regressions],
-            "only_in_new": [c.name for c in self.only_new],
-            "only_in_baseline": [c.name for c in self.only_baseline],
-            "baseline_moved": self.baseline_moved,
-            "warnings": self.warnings,
-            "context": self.context,
-            "error": self.grid_error() if self.grid_mismatch else None,
-            "cells": [c.to_json() for c in self.cells],
-        }
-
-
-def _signed(drop: float | None) -> str:
-    """A drop shown as a signed delta (new − baseline)."""
-    if drop is None:
-        return ""
-    delta = -drop
-    return "0.00" if abs(delta) < 0.005 else f"{delta:+.2f}"
-
-
-def _ret_cell(row: Row | None) -> str:
-    if row is None:
-        return "—"
-    if not row.is_baseline and row.ci_low is not None and row.ci_high is not None:
-        return f"{row.retention:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}]"
-    return f"{row.retention:.2f} (score {row.score:.4f})"
+        return compare_output.to_json(self)
 
 
 def diff_cell(
