@@ -18,7 +18,7 @@ import numpy as np
 from embedbench import stats
 
 if TYPE_CHECKING:
-    from embedbench.compare import Row, Table
+    from embedbench.compare.tables import Row, Table
 
 SCORE_TOL = 1e-5 + 5e-7  # predictions vs the table's 6-decimal score
 ROUNDED = {"Retrieval": 5e-6}  # mteb rounds the retrieval main score to 5 decimals

@@ -1,7 +1,7 @@
 """What `embedbench compare` prints: the markdown diff table, the summary, the JSON.
 
 Formatting only: the gate's decisions (`CellDiff.status`, `Comparison.exit_code`) are
-made in `embedbench.compare`.
+made in `embedbench.compare.gate`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from embedbench.results import BASE_KEY
 
 if TYPE_CHECKING:
-    from embedbench.compare import CellDiff, Comparison, Row
+    from embedbench.compare.gate import CellDiff, Comparison
+    from embedbench.compare.tables import Row
 
 RULE = (
     "a retention or score drop (points, positive = worse) fails when it exceeds max-drop; "

@@ -1,51 +1,9 @@
-"""Compare two runs cell by cell: the CI gate behind `embedbench compare NEW BASELINE`.
+"""The gate: match two runs' cells and apply the regression rule to each.
 
-Inputs. Each side is a run folder (its `retention.csv`, and `manifest.json` and
-`predictions/` when present) or a `retention.csv` file (its folder is the run folder).
-Cells are matched on (task, provider, model, technique) plus every *identity* column
-both tables have: a column this version does not know (`NOT_IDENTITY` lists the known
-measurements and descriptions), unless `--ignore-column` names it.
-
-Why not the tables' intervals. A row's 95% interval is test-set sampling: how its
-retention would vary over *other* test items. Two runs of a deterministic pipeline
-score the *same* items, so that sampling is shared and cancels in their difference;
-it is not run-to-run noise (read as such, it let a genuine 2-point drop pass on 17 of
-60 cells). The gate asks whether the change lowered the score on these items.
-
-Rule "paired". When both runs have per-item predictions (`embedbench.predictions`) of
-a technique cell and of its float baseline (the row of the same task, provider and
-model with verdict "baseline" and the cell's float_score), the gold is identical (same
-items; for retrieval the same query ids), and each prediction set reproduces its
-table's score (1e-5 plus rounding), the four sets -- baseline float bf and technique
-bt, new float nf and technique nt -- are scored on the same bootstrap resamples of the
-test items (`stats.paired_bootstrap`) for
-
-    retention drop = 100·bt/bf − 100·nt/nf      score drop = 100·(bt − nt)
-
-(points, positive = worse). The cell regresses when a drop of the tables exceeds
-max_drop (default 1) or its one-sided 95% upper bound (95th percentile over resamples)
-does: it passes only if the bootstrap shows at 95% that the drop is at most max_drop.
-An identical rerun has drop 0 on every resample (so none is drawn: `resamples` 0). A
-change that moves many items both ways (other random seeds) can fail with no mean drop
-if the test set is too small to bound its effect.
-
-Rule "point". Otherwise (a side has no predictions, e.g. an older embedbench; they do
-not reproduce the table; the gold differs) a cell regresses when a drop exceeds
-max_drop; one warning line counts these cells and says why (a cell's note adds details).
-Float-baseline rows always use it on their score: deterministic for a given model,
-data and mteb version. A float score that moved by more than 1e-4 is a warning (a
-failure with `--fail-on-baseline-change`): retentions then have other baselines.
-
-Checks. A row with a non-finite or absurd number (|x| > 1e6), or an inverted or
-absurdly wide (> 1000 points) interval, is malformed. `--json` never prints NaN.
-
-Modules: this one reads the tables and applies the rule (`compare_tables`);
-`embedbench.compare_paired` runs the paired bootstrap of a cell, and
-`embedbench.compare_output` formats the result (markdown table, summary, JSON).
-
-Exit codes: 0 no regression; 1 a regression (or a moved baseline with
-`--fail-on-baseline-change`); 2 a file missing or malformed (one line), or cells on
-one side only (named; `--allow-missing` compares the common cells).
+`compare_tables` matches cells on their identity columns, runs the paired bootstrap
+(`embedbench.compare.paired`) where both runs have usable predictions, applies the
+rule (`diff_cell`) and collects warnings: columns on one side only, the point rule's
+reasons, moved float baselines. The rule is in the `embedbench.compare` docstring.
 """
 
 from __future__ import annotations
@@ -56,142 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedbench import compare_output
-from embedbench.compare_paired import NotPaired, Paired, paired_drops
+from embedbench.compare import output
+from embedbench.compare.paired import NotPaired, Paired, paired_drops
+from embedbench.compare.tables import EPS, Row, Table, cell_name, load_table
 from embedbench.errors import UserError
-from embedbench.manifest import read_manifest
-from embedbench.predictions import RunPredictions
-from embedbench.results import (
-    BASE_KEY,
-    DESCRIPTIVE,
-    INTERVAL,
-    NUMERIC,
-    extra_identity,
-    read_retention,
-)
-
-REQUIRED = (*BASE_KEY, *NUMERIC, *INTERVAL, "verdict")
+from embedbench.results import BASE_KEY, DESCRIPTIVE, extra_identity
 
 BASELINE_MOVE = 1e-4  # float_score difference that counts as "the baseline moved"
-EPS = 1e-6  # the tables carry 2 (retention) and 6 (score) decimals
-ABSURD = 1e6  # |number| beyond this is not a score or a retention
-MAX_CI_WIDTH = 1000.0  # points of retention
-
-
-@dataclass
-class Row:
-    values: dict[str, str]
-    score: float
-    float_score: float
-    retention: float
-    ci_low: float | None
-    ci_high: float | None
-    verdict: str
-    line: int
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.verdict == "baseline"
-
-    @property
-    def cell(self) -> tuple[str, str, str, str]:
-        return tuple(self.values[c] for c in BASE_KEY)  # type: ignore[return-value]
-
-    def brief(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in (*NUMERIC, *INTERVAL, "verdict")}
-
-
-@dataclass
-class Table:
-    label: str  # what the user passed
-    path: Path  # the csv read
-    columns: list[str]
-    rows: list[Row]
-    manifest: dict[str, Any] | None = None
-    predictions: RunPredictions | None = None
-
-    def float_row(self, row: Row) -> Row | None:
-        """The float-baseline row of `row`: same task, provider, model; verdict baseline."""
-        found = [
-            r
-            for r in self.rows
-            if r.is_baseline
-            and r.cell[:3] == row.cell[:3]
-            and abs(r.score - row.float_score) <= 2 * EPS
-        ]
-        first = [r for r in found if r.values["technique"] == "classic"]
-        first += [r for r in found if r.values.get("spec") == "float32"]
-        return (first + found + [None])[0]
-
-
-def _number(text: str | None, where: str, column: str, optional: bool = False) -> float | None:
-    text = (text or "").strip()
-    if not text and optional:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise UserError(f"{where}: column '{column}' is not a number: '{text}'") from None
-    if not math.isfinite(value):
-        raise UserError(f"{where}: column '{column}' is not a finite number: '{text}'")
-    if abs(value) > ABSURD:
-        raise UserError(f"{where}: column '{column}' is absurd: '{text}' (|value| > {ABSURD:g})")
-    return value
-
-
-def load_table(path: str | Path) -> Table:
-    """Read and check a run's retention table (and its manifest and predictions)."""
-    csv_path, header, records = read_retention(path, REQUIRED)
-    ident = [*BASE_KEY, *extra_identity(header)]
-    rows: list[Row] = []
-    seen: dict[tuple[str, ...], int] = {}
-    for line, rec in records:
-        where = f"{csv_path} line {line}"
-        for c in BASE_KEY:
-            if not rec[c].strip():
-                raise UserError(f"{where}: column '{c}' is empty")
-        key = tuple(rec[c] for c in ident)
-        if key in seen:
-            raise UserError(f"{where}: duplicate cell {cell_name(rec)} (also line {seen[key]})")
-        seen[key] = line
-        lo = _number(rec["ci_low"], where, "ci_low", optional=True)
-        hi = _number(rec["ci_high"], where, "ci_high", optional=True)
-        if lo is not None and hi is not None:
-            if lo > hi:
-                raise UserError(f"{where}: column 'ci_low' {lo:g} > 'ci_high' {hi:g}: inverted")
-            if hi - lo > MAX_CI_WIDTH:
-                raise UserError(
-                    f"{where}: column 'ci_high' {hi:g}: interval [{lo:g}, {hi:g}] wider "
-                    f"than {MAX_CI_WIDTH:g} points"
-                )
-        rows.append(
-            Row(
-                values=rec,
-                score=_number(rec["score"], where, "score"),
-                float_score=_number(rec["float_score"], where, "float_score"),
-                retention=_number(rec["retention"], where, "retention"),
-                ci_low=lo,
-                ci_high=hi,
-                verdict=rec["verdict"].strip(),
-                line=line,
-            )
-        )
-    try:
-        manifest = read_manifest(csv_path.parent)
-    except UserError:
-        manifest = None  # the table is what is compared; the manifest is context only
-    preds = RunPredictions.load(csv_path.parent)
-    return Table(str(path), csv_path, header, rows, manifest, preds)
-
-
-def cell_name(values: dict[str, str], extra: list[str] | tuple[str, ...] = ()) -> str:
-    """`STSBenchmark / local:model / binary` (plus `col=value` for extra identity)."""
-    name = f"{values['task']} / {values['provider']}:{values['model']} / {values['technique']}"
-    more = [f"{c}={values.get(c, '')}" for c in extra]
-    return name + (f" ({', '.join(more)})" if more else "")
-
-
-# --------------------------------------------------------------------------- comparison
 
 
 @dataclass
@@ -208,7 +37,7 @@ class CellDiff:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return compare_output.cell_json(self)
+        return output.cell_json(self)
 
 
 @dataclass
@@ -254,17 +83,17 @@ class Comparison:
 
     def grid_error(self) -> str:
         """The one-line explanation of a grid mismatch."""
-        return compare_output.grid_error(self)
+        return output.grid_error(self)
 
     def summary(self) -> str:
-        return compare_output.summary(self)
+        return output.summary(self)
 
     def text(self) -> str:
         """A markdown diff table, then context, warnings and the summary."""
-        return compare_output.text(self)
+        return output.text(self)
 
     def to_json(self) -> dict[str, Any]:
-        return compare_output.to_json(self)
+        return output.to_json(self)
 
 
 def diff_cell(
