@@ -1,4 +1,5 @@
-"""Atomic file writes: a file on disk is either the old one or the new one, whole.
+"""Atomic file writes (a file on disk is either the old one or the new one, whole), and
+`read_json`, reading a JSON file back with a one-line error.
 
 `write_atomic` writes to a temporary file beside the target (named with
 `TMP_SUFFIX`, so `remove_stale_temporaries` can drop what a killed run left behind,
@@ -12,6 +13,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from embedbench.errors import UserError
 
 TMP_SUFFIX = ".embedbench.tmp"  # only files named so are ever removed as stale
 
@@ -36,6 +39,15 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     """`obj` as JSON (sorted keys) at `path`, creating its folder; see `write_atomic`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(obj, sort_keys=True))
+
+
+def read_json(path: Path, invalid: str) -> Any:
+    """The JSON value in `path`; a `UserError` "`path`: `invalid` (why)" when it cannot be
+    read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: {invalid} ({e})") from None
 
 
 def _fsync_folder(folder: Path) -> None:

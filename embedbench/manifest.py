@@ -6,13 +6,13 @@ needs to reproduce or trust a run is here. `read_manifest` reads one back.
 
 from __future__ import annotations
 
-import json
 import platform
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedbench.errors import UserError
+from embedbench.io import read_json
 
 if TYPE_CHECKING:
     from embedbench.runner import RunResult
@@ -78,10 +78,7 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     path = folder / "manifest.json"
     if not path.is_file():
         return None
-    try:
-        facts = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: not a valid JSON file ({e})") from None
+    facts = read_json(path, "not a valid JSON file")
     if not isinstance(facts, dict):
         raise UserError(f"{path}: not a manifest (expected a JSON object)")
     return facts

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from embedbench.errors import UserError
+from embedbench.io import read_json
 
 FOLDER = "predictions"
 INDEX = "index.json"
@@ -110,10 +111,7 @@ class RunPredictions:
         path = folder / INDEX
         if not path.is_file():
             return None
-        try:
-            index = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UserError(f"{path}: not a valid predictions index ({e})") from None
+        index = read_json(path, "not a valid predictions index")
         if not isinstance(index, dict) or index.get("version") != VERSION:
             raise UserError(f"{path}: not a predictions index of version {VERSION}")
         return cls(folder, index)
