@@ -304,3 +304,12 @@ def test_load_run_gives_a_typed_dataframe(tmp_path):
     assert df.loc[df.verdict == "baseline", "ci_mc_error"].isna().all()
     best = df[df.role == "technique"].nlargest(1, "retention")
     assert best["technique"].item() in {r.technique for r in result.rows}
+
+
+def test_every_column_of_the_table_has_a_role():
+    """The schema is declared once (results.py): no column of today's table is taken
+    for cell identity by compare or the figures."""
+    from embedbench.results import BASE_KEY, COLUMNS, extra_identity
+
+    assert list(BASE_KEY) == COLUMNS[: len(BASE_KEY)]
+    assert extra_identity(COLUMNS) == []
