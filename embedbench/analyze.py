@@ -41,10 +41,10 @@ from embedbench.config import Config
 from embedbench.embeddings import EmbeddingStore, ProgressFn
 from embedbench.encoder import l2_normalize
 from embedbench.grid import task_entries
+from embedbench.io import write_atomic
 from embedbench.plots import DPI, png_bytes
 from embedbench.providers.base import FetchStats
 from embedbench.registry import build_provider, build_technique, check_calibration
-from embedbench.report import write_atomic, write_atomic_bytes
 from embedbench.tasks import calibration_texts, load_task
 
 if TYPE_CHECKING:
@@ -404,7 +404,7 @@ def write_analysis(analysis: Analysis, folder: Path) -> list[Path]:
         (FILES[0], lambda p: write_atomic(p, spectrum_csv(analysis.spectra))),
         (FILES[1], lambda p: write_atomic(p, summary_csv(analysis.spectra))),
         (FILES[2], lambda p: write_atomic(p, MD_HEADER + summary_markdown(analysis.spectra))),
-        (FILES[3], lambda p: write_atomic_bytes(p, png_bytes(spectrum_figure(analysis.spectra)))),
+        (FILES[3], lambda p: write_atomic(p, png_bytes(spectrum_figure(analysis.spectra)))),
     ]
     paths = []
     for name, write in writers:

@@ -11,7 +11,16 @@ from embedbench.config import Config, load_config
 from embedbench.embeddings import ProgressFn
 from embedbench.outdir import check_output_dir
 from embedbench.plan import PlanRow, make_plan
-from embedbench.registry import PROVIDERS, check_config, technique_catalog
+from embedbench.registry import (
+    LIST_DIM,
+    PROVIDERS,
+    TechniqueInfo,
+    TransformInfo,
+    check_config,
+    technique_catalog,
+    technique_info,
+    transform_info,
+)
 from embedbench.report import write_outputs, write_report
 from embedbench.runner import RunResult, run_sweep
 from embedbench.tasks import known_tasks, resolve_data_dir
@@ -96,6 +105,13 @@ def benchmark_catalog() -> list[str]:
     from embedbench.tasks.benchmarks import known_benchmarks
 
     return known_benchmarks()
+
+
+def technique_details(dim: int = LIST_DIM) -> tuple[list[TechniqueInfo], list[TransformInfo]]:
+    """Each technique of `catalog("techniques")` with its bits per dimension and size
+    multiplier for `dim`-dimensional vectors, whether it is fitted or random, and one
+    line about it; then the transforms that compose with a code."""
+    return technique_info(dim), transform_info()
 
 
 def cache_stats(cache: str | Path | None = None) -> tuple[Path, list[NamespaceStats], int]:

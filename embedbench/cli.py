@@ -97,7 +97,7 @@ def run(
         result, out = api.run(config, data_dir, cache, output, progress=bars, resume=not fresh)
     finally:
         bars.close()
-    from embedbench.report import markdown_table
+    from embedbench.tables import markdown_table
 
     click.echo(markdown_table(result.rows))
     click.echo(
@@ -173,9 +173,38 @@ def list_(kind: str | None, data_dir: str | None) -> None:
         elif k == "benchmarks":
             for name in api.benchmark_catalog():
                 click.echo(f"  {name}")
+        elif k == "techniques":
+            _echo_techniques()
         else:
             for name in api.catalog(k):
                 click.echo(f"  {name}")
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _echo_techniques() -> None:
+    """Each technique with bits/dim, size ×, fitted / random and one line; then transforms."""
+    techniques, transforms = api.technique_details()
+    dim = techniques[0].dim
+    width = max(len(t.name) for t in [*techniques, *transforms])
+    click.echo(f"  {'technique':<{width}}  bits/dim  size × (d={dim})  fitted  random  description")
+    for t in techniques:
+        click.echo(
+            f"  {t.name:<{width}}  {t.bits_per_dim:>8g}  {t.size_multiplier:>14g}  "
+            f"{_yes(t.learns):<6}  {_yes(t.random):<6}  {t.description}"
+        )
+    click.echo(
+        "  fitted: learns from calibration data; random: draws from the replicate seed.\n"
+        "  Compose transform+...+code with these transforms (e.g. haar+binary, trunc128+int8):"
+    )
+    click.echo(f"  {'transform':<{width}}  fitted  random  keeps cosines  description")
+    for t in transforms:
+        click.echo(
+            f"  {t.name:<{width}}  {_yes(t.learns):<6}  {_yes(t.random):<6}  "
+            f"{_yes(t.keeps_cosines):<13}  {t.description}"
+        )
 
 
 @cli.group()

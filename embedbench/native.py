@@ -40,6 +40,12 @@ class NativeCode(Code):
         self.bits = 8 if kind in ("int8", "uint8") else 1
         self.signed_bits = kind == "binary"  # Cohere's convention; Titan's is unsigned
 
+    @property
+    def summary(self) -> str:
+        """One line for `embedbench list techniques`."""
+        who = "Cohere; Titan v2" if self.kind == "binary" else "Cohere"
+        return f"The provider's own {self.kind} output ({who}), requested with the floats."
+
     def bind(self, model: str) -> NativeCode:
         """Titan v2's `binary` output is packed unsigned (as Cohere's `ubinary`)."""
         if self.kind == "binary" and model.startswith(("amazon.titan", "us.amazon.titan")):

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from embedbench.errors import UserError
-from embedbench.records import TMP_SUFFIX
+from embedbench.io import TMP_SUFFIX
 
 
 def check_output_dir(path: Path) -> Path:

@@ -21,12 +21,16 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from embedbench.compare import extra_identity
+from embedbench.results import extra_identity
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 Rows = Sequence[dict[str, str]]
+FIGURES = {  # file name in the run folder -> title
+    "tradeoff.png": "Retention vs size per task",
+    "retention_bars.png": "Retention per technique",
+}
 MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p", "d", "8", "H"]
 X_AXES = ("size", "bits")
 DPI = 110

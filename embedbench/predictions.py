@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from embedbench.errors import UserError
+from embedbench.io import read_json
 
 FOLDER = "predictions"
 INDEX = "index.json"
@@ -115,10 +116,7 @@ class RunPredictions:
         path = folder / INDEX
         if not path.is_file():
             return None
-        try:
-            index = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UserError(f"{path}: not a valid predictions index ({e})") from None
+        index = read_json(path, "not a valid predictions index")
         if not isinstance(index, dict) or index.get("version") not in (1, VERSION):
             raise UserError(f"{path}: not a predictions index of version 1 or {VERSION}")
         return cls(folder, index)

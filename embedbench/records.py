@@ -1,19 +1,21 @@
 """Finished evaluations on disk, so a killed sweep resumes where it stopped.
 
 One JSON file per evaluation in `<run>/cells/`, named by the evaluation's key (a
-hash of everything that determines its result), written to a temporary file and
-renamed into place: a file either exists whole or not at all.
+hash of everything that determines its result), written atomically
+(`embedbench.io.write_json_atomic`): a file either exists whole or not at all.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+# the atomic writer (runner imports these two from here too)
+from embedbench.io import remove_stale_temporaries, write_json_atomic
 
 RECORD_VERSION = 3
 PACKAGE = Path(__file__).resolve().parent
@@ -67,31 +69,6 @@ class EvalRecord:
 def evaluation_key(parts: dict[str, Any]) -> str:
     blob = json.dumps({"v": RECORD_VERSION, **parts}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-TMP_SUFFIX = ".embedbench.tmp"  # only files named so are ever removed as stale
-
-
-def temp_path(path: Path) -> Path:
-    """Where `path` is written before its atomic rename."""
-    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(obj, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Drop temporaries a killed run of this tool left behind (never a user's file)."""
-    if folder.is_dir():
-        for tmp in folder.glob(f".*{TMP_SUFFIX}"):
-            tmp.unlink(missing_ok=True)
 
 
 class RecordStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,76 @@ def technique_catalog() -> list[str]:
     from embedbench.native import KINDS, PREFIX
 
     return sorted(set(PRESETS) | set(CODES) | {PREFIX + k for k in KINDS})
+
+
+LIST_DIM = 384  # sizes in `embedbench list techniques` are for vectors of this dimension
+
+
+def summary(part: object) -> str:
+    """One line about a code or transform: its `summary`, else its docstring's first line."""
+    text = getattr(part, "summary", None)
+    if not isinstance(text, str):  # a class, or a part without its own summary
+        text = (part.__doc__ or "").strip()
+    return text.splitlines()[0] if text else ""
+
+
+@dataclass(frozen=True)
+class TechniqueInfo:
+    """What `embedbench list techniques` shows of one technique, sized for `dim`."""
+
+    name: str
+    spec: str
+    dim: int
+    bits_per_dim: float
+    size_multiplier: float
+    learns: bool  # fitted on calibration vectors
+    random: bool  # draws from a seed
+    description: str
+
+
+def technique_info(dim: int = LIST_DIM) -> list[TechniqueInfo]:
+    """Every name of `technique_catalog()` with its size for `dim`-dimensional vectors,
+    whether it is fitted or random, and one line about it (a preset names its spec)."""
+    out = []
+    for name in technique_catalog():
+        tech = _build_base(name)
+        what = " Then ".join(summary(p) for p in [*tech.transforms, tech.code])
+        if name in PRESETS and tech.spec == name:
+            what = f"Seed preset: {what}"
+        elif name in PRESETS:
+            what = f"Seed preset, the same as {tech.spec}."
+        out.append(
+            TechniqueInfo(
+                name=name,
+                spec=tech.spec,
+                dim=dim,
+                bits_per_dim=tech.bits_per_dim(dim),
+                size_multiplier=tech.size_multiplier(dim),
+                learns=tech.learns,
+                random=tech.random,
+                description=what,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class TransformInfo:
+    """What `embedbench list techniques` shows of one transform (`trunc<k>`: a family)."""
+
+    name: str
+    learns: bool
+    random: bool
+    keeps_cosines: bool
+    description: str
+
+
+def transform_info() -> list[TransformInfo]:
+    """Every transform a `transform+...+code` name can use, sorted by name."""
+    return [
+        TransformInfo(name, cls.learns, cls.random, cls.keeps_cosines, summary(cls))
+        for name, cls in sorted(TRANSFORMS.items())
+    ]
 
 
 def check_config(config: Config) -> None:

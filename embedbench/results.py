@@ -1,4 +1,10 @@
-"""Rows of the retention table and its CSV schema, declared once.
+"""The retention table: its CSV schema (declared once), its rows, its writer and reader.
+
+`COLUMNS` is the table's column order; `BASE_KEY` ... `MEASURED` say what each column
+is to a reader: a cell is identified by `BASE_KEY` plus any column this version does
+not know (`extra_identity`), the rest describe or measure it. `csv_text` writes the
+table, `read_retention` reads a run folder's table (compare, report and the figures
+use it) and `load_run` gives it as a DataFrame.
 
 Storage columns say what a deployment keeps per vector: `bytes_per_vector` is the
 code in the searched (fast) tier, `secondary_bytes_per_vector` what a re-ranking
@@ -9,11 +15,15 @@ keeps every float vector is ≈ 1×, never 32×); `fast_size_multiplier` = 4·d 
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedbench import stats
+from embedbench.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,6 +66,29 @@ COLUMNS = [
     "calibration",
 ]
 ROLES = ("baseline", "technique", "control")
+
+BASE_KEY = ("task", "provider", "model", "technique")
+NUMERIC = ("score", "float_score", "retention")
+INTERVAL = ("ci_low", "ci_high")
+# What a cell is (a change is noted beside the cell), and further measurements; neither
+# is identity nor gated. `bits_per_vector` is a column of older tables.
+DESCRIPTIVE = tuple(
+    "spec dim bits_per_dim bytes_per_vector bits_per_vector size_multiplier params_bytes "
+    "calibration role control secondary_bytes_per_vector total_bytes_per_vector "
+    "fast_size_multiplier n_seeds scope".split()
+)
+MEASURED = tuple(
+    "interval_method ci_mc_error control_retention control_ci_low control_ci_high "
+    "retention_chance_corrected seed_low seed_high seed_sd".split()
+)
+NOT_IDENTITY = frozenset((*NUMERIC, *INTERVAL, "verdict", *DESCRIPTIVE, *MEASURED))
+
+
+def extra_identity(columns: list[str] | tuple[str, ...], ignore: tuple[str, ...] = ()) -> list[str]:
+    """Identity columns beyond (task, provider, model, technique), in table order."""
+    return [
+        c for c in columns if c and c not in BASE_KEY and c not in NOT_IDENTITY and c not in ignore
+    ]
 
 
 @dataclass
@@ -150,6 +183,75 @@ def row_values(r: CellResult) -> dict[str, str]:
     }
 
 
+def csv_text(rows: list[CellResult]) -> str:
+    """The retention.csv of `rows`: `COLUMNS` in order, numbers at fixed precision."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(row_values(r))
+    return buf.getvalue()
+
+
+def resolve_csv(path: str | Path) -> Path:
+    """A run folder's retention.csv, or the file itself."""
+    p = Path(path)
+    if p.is_dir():
+        csv_path = p / "retention.csv"
+        if not csv_path.is_file():
+            raise UserError(f"{p}: no retention.csv in this folder (is it a run folder?)")
+        return csv_path
+    if not p.exists():
+        raise UserError(f"{p}: no such run folder or file")
+    if p.suffix.lower() != ".csv":
+        raise UserError(f"{p}: expected a run folder or a retention.csv file")
+    return p
+
+
+def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header and (line, row) pairs of a CSV, malformed files reported as UserError."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header or not any(h.strip() for h in header):
+                raise UserError(f"{path}: empty file, not a retention table")
+            header = [h.strip() for h in header]
+            rows = []
+            for record in reader:
+                if not record or all(not v.strip() for v in record):
+                    continue
+                if len(record) != len(header):
+                    raise UserError(
+                        f"{path} line {reader.line_num}: {len(record)} fields, "
+                        f"the header has {len(header)}"
+                    )
+                rows.append((reader.line_num, dict(zip(header, record, strict=True))))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file, not a retention table") from None
+    except csv.Error as e:
+        raise UserError(f"{path}: not a valid CSV file ({e})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    return header, rows
+
+
+def read_retention(
+    path: str | Path, required: Sequence[str]
+) -> tuple[Path, list[str], list[tuple[int, dict[str, str]]]]:
+    """A run's retention.csv with its header and rows, checked for `required` columns."""
+    csv_path = resolve_csv(path)
+    header, records = read_csv(csv_path)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise UserError(
+            f"{csv_path}: not a retention table: missing column(s) {', '.join(missing)}"
+        )
+    if not records:
+        raise UserError(f"{csv_path}: no rows")
+    return csv_path, header, records
+
+
 TEXT_COLUMNS = (
     "task",
     "subset",
@@ -174,8 +276,6 @@ def load_run(path: str | Path) -> pd.DataFrame:
     >>> df[df.role == "technique"].nlargest(3, "retention")[["task", "technique", "retention"]]
     """
     import pandas as pd
-
-    from embedbench.compare import read_retention
 
     _, header, records = read_retention(path, ("task", "technique", "retention"))
     df = pd.DataFrame([r for _, r in records], columns=header)

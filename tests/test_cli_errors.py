@@ -117,9 +117,41 @@ def test_list_techniques_shows_presets(runs):
     assert "Traceback" not in stderr
     lines = stdout.splitlines()
     assert lines[0] == "techniques:"
-    names = {ln.strip() for ln in lines[1:]}
+    assert lines[1].split()[:3] == ["technique", "bits/dim", "size"]
+    table = lines[2 : lines.index(next(ln for ln in lines if "fitted: learns" in ln))]
+    names = {ln.split()[0] for ln in table}
     assert set(PRESETS) <= names
     assert {"float32", "int8"} <= names
+
+
+def test_list_techniques_shows_size_fitting_and_a_description():
+    """Per technique: bits/dim and size × for the stated dimension, fitted, random, a line."""
+    from click.testing import CliRunner
+
+    from embedbench import api
+    from embedbench.cli import cli
+
+    out = CliRunner().invoke(cli, ["list", "techniques"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert "size × (d=384)" in lines[1] and "fitted" in lines[1] and "random" in lines[1]
+    rows = {ln.split()[0]: ln.split(maxsplit=5) for ln in lines[2:]}
+    assert rows["binary"][1:5] == ["1", "32", "no", "no"]
+    assert rows["int8"][1:5] == ["8", "4", "yes", "no"]
+    assert rows["rotated-binary"][1:5] == ["1", "32", "yes", "no"]
+    assert rows["fp16"][1:5] == ["16", "2", "no", "no"]
+    assert "Seed preset, the same as svd+binary" in rows["rotated-binary"][5]
+    assert "half precision" in rows["fp16"][5]
+    # the transforms that compose with a code: fitted, random, keeps cosines
+    assert rows["haar"][1:4] == ["no", "yes", "yes"] and "Haar" in " ".join(rows["haar"][4:])
+    assert rows["trunc<k>"][1:4] == ["no", "no", "no"]
+    techniques, transforms = api.technique_details(768)
+    assert {t.name for t in techniques} == set(api.catalog("techniques"))
+    by_name = {t.name: t for t in techniques}
+    assert by_name["int4"].dim == 768 and by_name["int4"].bits_per_dim == 4
+    assert by_name["int4"].size_multiplier == 8
+    assert by_name["native-binary"].description and not by_name["native-binary"].learns
+    assert all(t.description for t in [*techniques, *transforms])
 
 
 def test_validate_quickstart_ok(runs):

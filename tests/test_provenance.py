@@ -13,7 +13,7 @@ def test_code_fingerprint_changes_with_any_source_change(tmp_path):
     shutil.copytree(records.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     before = records.code_fingerprint(pkg)
     assert before == records.code_fingerprint(records.PACKAGE)
-    quantize = pkg / "quantize.py"
+    quantize = pkg / "quantize" / "codes.py"
     quantize.write_text(quantize.read_text() + "\n# a changed quantizer\n")
     assert records.code_fingerprint(pkg) != before
 

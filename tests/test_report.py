@@ -14,10 +14,11 @@ from matplotlib.image import imread
 from embedbench import plots
 from embedbench.cli import cli
 from embedbench.config import Config
-from embedbench.report import COLUMNS, csv_text, markdown_table, write_outputs, write_report
-from embedbench.results import CellResult
+from embedbench.report import write_outputs, write_report
+from embedbench.results import COLUMNS, CellResult, csv_text
 from embedbench.runner import RunResult
 from embedbench.stats import Retention
+from embedbench.tables import markdown_table
 from tests.test_compare import make_rows, row, write_run
 
 MANIFEST = {
@@ -236,8 +237,8 @@ def _cell(technique, nbytes, ret, verdict="loss", secondary=0, role="technique")
 def test_rescored_rows_count_their_float_copies_and_never_claim_32x():
     """A re-ranked binary index keeps every float vector: its footprint is 48 + 1536 bytes,
     ≈ 0.97×, so by footprint it fits no budget, not even 1×; by searched tier it is 32×."""
-    from embedbench.report import budget_table
     from embedbench.results import row_values
+    from embedbench.tables import budget_table
 
     rescored = _cell("binary/rescore4", 48, 99.0, secondary=1536)
     v = row_values(rescored)
@@ -260,7 +261,7 @@ def test_rescored_rows_count_their_float_copies_and_never_claim_32x():
 def test_budget_table_picks_the_best_that_fits_each_budget_next_to_the_seed_presets():
     """A budget m holds every technique at least m times smaller than float: a row with a
     size of its own (381-byte rotated-scalar) competes in every budget it fits."""
-    from embedbench.report import budget_table
+    from embedbench.tables import budget_table
 
     rows = [
         _cell("classic", 1536, 100.0, "baseline"),
@@ -285,7 +286,7 @@ def test_budget_table_picks_the_best_that_fits_each_budget_next_to_the_seed_pres
 
 
 def test_markdown_says_the_rotated_presets_rotate_uncentred_vectors(tmp_path):
-    from embedbench.report import markdown
+    from embedbench.tables import markdown
 
     result = _result(tmp_path)
     result.rows[0].spec = "svd+binary"
@@ -303,3 +304,12 @@ def test_load_run_gives_a_typed_dataframe(tmp_path):
     assert df.loc[df.verdict == "baseline", "ci_mc_error"].isna().all()
     best = df[df.role == "technique"].nlargest(1, "retention")
     assert best["technique"].item() in {r.technique for r in result.rows}
+
+
+def test_every_column_of_the_table_has_a_role():
+    """The schema is declared once (results.py): no column of today's table is taken
+    for cell identity by compare or the figures."""
+    from embedbench.results import BASE_KEY, COLUMNS, extra_identity
+
+    assert list(BASE_KEY) == COLUMNS[: len(BASE_KEY)]
+    assert extra_identity(COLUMNS) == []
