@@ -57,6 +57,9 @@ class ProviderSpec(_Strict):
         return f"{self.label}@{digest}" if digest else self.label
 
 
+NO_TASKS = "tasks: required field is missing (list at least one task, or name a benchmark)"
+
+
 class TaskSpec(_Strict):
     """One task entry: an mteb task (optionally restricted to some subsets and splits),
     or a team's own files (`kind` and `path`). `calibration` names the task's
@@ -121,8 +124,8 @@ class Config(_Strict):
     name: str
     providers: list[ProviderSpec] = Field(min_length=1)
     tasks: list[TaskSpec] = Field(default_factory=list)
-    benchmark: str | None = Field(None, min_length=1)  # an mteb benchmark: adds its tasks
     techniques: list[str] = Field(min_length=1)
+    benchmark: str | None = Field(None, min_length=1)  # an mteb benchmark: adds its tasks
     calibration: Calibration = Field(default_factory=Calibration)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     executor: Executor = Field(default_factory=Executor)
@@ -205,7 +208,7 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _some_task(self) -> Config:
         if not self.tasks and not self.benchmark:
-            raise ValueError("tasks: list at least one task, or name a benchmark")
+            raise ValueError(NO_TASKS)
         return self
 
     def task_specs(self) -> list[TaskSpec]:
@@ -300,6 +303,9 @@ def parse_config(data: Any, source: str = "config") -> Config:
             for err in sorted(errors, key=lambda err: err["type"] != "extra_forbidden")
             if not (err["type"] == "missing" and (err["loc"][:-1], err["loc"][-1]) in typos)
         ]
+        no_tasks = not data.get("tasks") and not data.get("benchmark") and "taks" not in data
+        if no_tasks and f"{source}: {NO_TASKS}" not in lines:  # the check after the fields
+            lines.append(f"{source}: {NO_TASKS}")
         raise UserError("\n".join(lines)) from None
 
 

@@ -97,9 +97,6 @@ class CellResult:
     (`scope` "unit"), or on the task as mteb scores it (`scope` "task")."""
 
     task: str
-    subset: str  # mteb hf_subset, or "all" (the task's mean over subsets)
-    split: str  # evaluation split, or "all"
-    scope: str  # "task" | "unit"
     provider: str
     model: str
     technique: str
@@ -118,6 +115,9 @@ class CellResult:
     control_retention: stats.Retention | None = None  # 100 · score / control score
     chance_corrected: float | None = None
     spread: stats.SeedSpread | None = None
+    subset: str = "default"  # mteb hf_subset, or "all" (the task's mean over subsets)
+    split: str = "test"  # evaluation split, or "all"
+    scope: str = "task"  # "task": the task as mteb scores it; "unit": one subset × split
 
     @property
     def total_bytes(self) -> int:

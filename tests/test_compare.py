@@ -20,7 +20,7 @@ from embedbench.cli import cli
 from embedbench.compare import Paired, Row, compare_runs, diff_cell
 from embedbench.errors import UserError
 from embedbench.predictions import FOLDER, CellPredictions, PredictionWriter
-from embedbench.stats import Items
+from embedbench.tasks import resampler
 from tests.conftest import run_cli
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -423,6 +423,9 @@ def test_help_documents_the_rule():
 # --------------------------------------------------------------------------- with predictions
 
 
+UNIT = "default/test"  # the one unit of each synthetic task
+
+
 def write_predictions_run(
     folder: Path,
     tasks: dict[str, tuple[str, list | None, dict[str, object]]],
@@ -431,13 +434,13 @@ def write_predictions_run(
     """A run folder whose table is consistent with its per-item predictions.
 
     `tasks`: task -> (kind, gold, {technique: predictions}); "classic" is the float
-    baseline. Scores are what `stats.Items` computes (retrieval: rounded to 5 decimals,
+    baseline. Scores are what the kind's resampler computes (retrieval: rounded to 5 decimals,
     as mteb does); each technique's interval is its retention ± `half_width`.
     """
     rows, writer = [], PredictionWriter()
     for task, (kind, gold, techs) in tasks.items():
-        writer.task(task, kind, gold)
-        items = Items(kind, gold)
+        writer.task(task, kind, {UNIT: gold})
+        items = resampler(kind, gold)
         scores = {t: items.point(p) for t, p in techs.items()}
         if kind == "Retrieval":
             scores = {t: round(s, 5) for t, s in scores.items()}
@@ -447,7 +450,18 @@ def write_predictions_run(
             lo, hi = (ret, ret) if tech == "classic" else (ret - half_width, ret + half_width)
             spec, bits = {"classic": ("float32", 32), "scalar": ("int8", 8)}.get(tech, (tech, 1))
             rows.append(row(task, tech, spec, bits, fs, ret, lo, hi, score=scores[tech]))
-            writer.cell(CellPredictions(task, "local", MODEL, tech, kind, scores[tech], preds))
+            writer.cell(
+                CellPredictions(
+                    task,
+                    "local",
+                    MODEL,
+                    tech,
+                    kind,
+                    scores[tech],
+                    {UNIT: preds},
+                    {UNIT: scores[tech]},
+                )
+            )
     write_run(folder, rows)
     for name, data in writer.files():
         path = folder / FOLDER / name
@@ -487,7 +501,7 @@ def synthetic_task(kind: str, seed: int = 0) -> tuple[list | None, dict[str, obj
 
 def worsen(kind: str, gold, preds, float_preds, points: float):
     """`preds` with the fewest items made wrong so that retention drops ≥ `points`."""
-    items = Items(kind, gold)
+    items = resampler(kind, gold)
     fs, start = items.point(float_preds), items.point(preds)
     n = len(preds) if kind == "Retrieval" else len(gold)
     for k in range(1, n + 1):

@@ -1,11 +1,19 @@
-"""Task loading from the real local files, calibration sets, and the hub fallback offline."""
+"""Task loading from the real local files (every kind), calibration sources, the hub
+fallback offline, and benchmarks."""
 
 from __future__ import annotations
 
 import pytest
 
+from embedbench.config import TaskSpec
 from embedbench.errors import UserError
-from embedbench.tasks import load_task
+from embedbench.tasks import (
+    KINDS,
+    calibration_texts,
+    load_task,
+    normalize_text,
+    overlap,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,22 +27,102 @@ def banking(data_dir):
 
 
 def test_local_files_load_into_mteb_tasks(sts, banking):
-    assert sts.source["kind"] == "local" and len(sts.split("test")) == 1379
-    assert len(banking.split("test")) == 3080 and len(banking.split("train")) == 10003
+    assert sts.source["kind"] == "local" and len(sts.dataset("default", "test")) == 1379
+    assert len(banking.dataset("default", "test")) == 3080
+    assert len(banking.dataset("default", "train")) == 10003
     assert sts.purpose == "sts" and banking.purpose == "classification"
-    assert banking.gold()[:1] == [banking.split("test")["label"][0]]
+    assert sts.units == [("default", "test")]
+    gold = banking.gold(("default", "test"))
+    assert gold[:1] == [banking.dataset("default", "test")["label"][0]]
 
 
-@pytest.mark.parametrize("which", ["sts", "banking"])
-def test_calibration_never_holds_an_evaluation_text(which, request):
-    lt = request.getfixturevalue(which)
-    cal = lt.calibration_texts("train", 2000, seed=0)
-    assert len(cal) == 2000 == len(set(cal))
-    assert not set(cal) & set(lt.eval_texts())
-    assert cal == lt.calibration_texts("train", 2000, seed=0)  # seeded
-    assert cal != lt.calibration_texts("train", 2000, seed=1)
+# one real task per kind with local data, and a source its calibration may use
+EVERY_KIND = {
+    "STS": (TaskSpec(name="STSBenchmarkMultilingualSTS", subsets=["de", "en"]), ""),
+    "Classification": (TaskSpec(name="Banking77Classification"), ""),
+    "PairClassification": (TaskSpec(name="indonli"), ""),
+    "Clustering": (TaskSpec(name="MewsC16JaClustering"), ""),
+    "Retrieval": (TaskSpec(name="SciFact"), ""),
+    "BitextMining": (
+        TaskSpec(
+            name="Tatoeba", subsets=["deu-eng"], calibration="STSBenchmarkMultilingualSTS:train"
+        ),
+        "",
+    ),
+}
+
+
+def test_every_kind_has_a_local_task_here():
+    assert set(EVERY_KIND) == set(KINDS)
+
+
+@pytest.mark.parametrize("kind", sorted(EVERY_KIND))
+def test_calibration_and_evaluated_texts_are_disjoint_for_every_kind(kind, data_dir):
+    """Whatever the source (the task's own split, another task, the corpus), no
+    calibration text is an evaluated text, even after Unicode/whitespace normalisation;
+    retrieval may calibrate on its corpus (transductive, said) but never on a query."""
+    spec, _ = EVERY_KIND[kind]
+    lt = load_task(spec, data_dir)
+    assert lt.type == kind
+    label, cal = calibration_texts(lt, "train", 3000, 0, data_dir)
+    evaluated = {normalize_text(t) for t in lt.eval_texts()}
+    assert evaluated and len(cal) == len(set(cal)) > 100
+    assert not {normalize_text(t) for t in cal} & evaluated
+    facts = overlap(lt, cal)
+    assert facts["touches_eval_texts"] is (kind == "Retrieval")
+    if kind == "Retrieval":
+        assert label == "corpus" and facts["evaluated_queries_touched"] == 0
+    assert cal == calibration_texts(lt, "train", 3000, 0, data_dir)[1]  # seeded
+    if len(cal) == 3000:
+        assert cal != calibration_texts(lt, "train", 3000, 1, data_dir)[1]
+
+
+def test_clustering_calibrates_on_its_other_split_by_default(data_dir):
+    lt = load_task("MewsC16JaClustering", data_dir)
+    label, cal = calibration_texts(lt, "train", 5000, 0, data_dir)
+    assert label == "validation" and len(cal) > 900
+
+
+def test_a_task_without_a_calibration_source_stops_with_what_to_add(data_dir):
+    lt = load_task(TaskSpec(name="Tatoeba", subsets=["deu-eng"]), data_dir)
+    with pytest.raises(UserError) as info:
+        calibration_texts(lt, "train", 1000, 0, data_dir)
+    msg = str(info.value)
+    assert "\n" not in msg and "no 'train' split to calibrate on" in msg
+    assert "calibration: '<OtherTask>:train'" in msg and "file:" in msg
+
+
+def test_calibration_from_a_text_file_drops_evaluated_texts(sts, data_dir, tmp_path):
+    test_text = sts.dataset("default", "test")["sentence1"][0]
+    path = tmp_path / "cal.txt"
+    path.write_text("\n".join(["a first text", " " + test_text + " ", "a second text", ""]))
+    lt = load_task(TaskSpec(name="STSBenchmark", calibration=f"file:{path}"), data_dir)
+    label, cal = calibration_texts(lt, "train", 100, 0, data_dir)
+    assert label == f"file:{path}" and cal == ["a first text", "a second text"]
+
+
+def test_calibrating_on_an_evaluation_split_is_refused(data_dir):
+    lt = load_task(TaskSpec(name="STSBenchmark", calibration="test"), data_dir)
     with pytest.raises(UserError, match="leaks test data"):
-        lt.calibration_texts(lt.eval_split, 2000, seed=0)
+        calibration_texts(lt, "train", 100, 0, data_dir)
+
+
+def test_subsets_and_splits_restrict_the_units(data_dir):
+    lt = load_task(TaskSpec(name="STSBenchmarkMultilingualSTS", subsets=["fr", "en"]), data_dir)
+    assert lt.units == [("en", "dev"), ("fr", "dev"), ("en", "test"), ("fr", "test")]
+    lt = load_task(
+        TaskSpec(name="STSBenchmarkMultilingualSTS", subsets=["en"], splits=["test"]), data_dir
+    )
+    assert lt.units == [("en", "test")]
+    with pytest.raises(UserError, match="unknown subsets xx"):
+        load_task(TaskSpec(name="STSBenchmarkMultilingualSTS", subsets=["xx"]), data_dir)
+    with pytest.raises(UserError, match="not evaluation splits"):
+        load_task(TaskSpec(name="STSBenchmark", splits=["train"]), data_dir)
+
+
+def test_only_the_subsets_present_are_evaluated(data_dir):
+    lt = load_task("SIB200ClusteringS2S", data_dir)
+    assert len(lt.subsets) == 7 and "eng_Latn" in lt.subsets
 
 
 def test_needed_texts_cover_what_mteb_encodes(banking):
@@ -49,29 +137,47 @@ def test_missing_local_folder_offline_is_one_clear_line(data_dir):
         load_task("STS12", data_dir)
 
 
-def test_calibration_drops_near_twins_of_test_texts(data_dir):
+def test_calibration_drops_near_twins_of_test_texts(banking, data_dir):
     """Banking77 has test texts whose train twins differ only in whitespace: calibration
     compares after Unicode and whitespace normalisation, and the overlap it reports is
     computed."""
-    from embedbench.tasks import load_task, normalize_text
-
-    lt = load_task("Banking77Classification", data_dir)
-    test = set(lt.eval_texts())
+    test = set(banking.eval_texts())
     norm_test = {normalize_text(t) for t in test}
-    twins = [t for t in lt.texts("train") if t not in test and normalize_text(t) in norm_test]
+    train = banking.dataset("default", "train")["text"]
+    twins = [t for t in train if t not in test and normalize_text(t) in norm_test]
     assert twins, "expected whitespace twins of test texts in Banking77's train split"
-    cal = lt.calibration_texts("train", 100_000, 0)
+    _, cal = calibration_texts(banking, "train", 100_000, 0, data_dir)
     assert not set(twins) & set(cal)
-    assert lt.calibration_overlap(cal)["touches_eval_texts"] is False
-    assert lt.calibration_overlap(cal + twins[:1])["evaluated_texts_touched"] == 1
+    assert overlap(banking, cal)["touches_eval_texts"] is False
+    assert overlap(banking, cal + twins[:1])["evaluated_texts_touched"] == 1
 
 
 def test_retrieval_calibration_is_reported_transductive(data_dir):
-    from embedbench.tasks import load_task
-
     lt = load_task("SciFact", data_dir)
-    cal = lt.calibration_texts("train", 500, 0)
-    overlap = lt.calibration_overlap(cal)
-    assert overlap["source"] == "corpus, transductive"
-    assert overlap["evaluated_documents_touched"] == 500
-    assert overlap["evaluated_queries_touched"] == 0
+    _, cal = calibration_texts(lt, "train", 500, 0, data_dir)
+    facts = overlap(lt, cal)
+    assert facts["transductive"] is True
+    assert facts["evaluated_documents_touched"] == 500
+    assert facts["evaluated_queries_touched"] == 0
+
+
+def test_benchmark_expands_to_its_supported_tasks():
+    from embedbench.config import parse_config
+    from embedbench.tasks.benchmarks import expand
+
+    cfg = parse_config(
+        {
+            "name": "b",
+            "providers": ["local:m"],
+            "benchmark": "MTEB(eng, v2)",
+            "tasks": ["STSBenchmark"],
+            "techniques": ["binary"],
+        }
+    )
+    specs, left_out = expand(cfg)
+    names = [s.name for s in specs]
+    assert names[0] == "STSBenchmark" and len(names) == len(set(names))
+    assert "ArguAna" in names and "SciFact" not in names
+    assert any("(Reranking)" in t for t in left_out) and any("Summarization" in t for t in left_out)
+    with pytest.raises(UserError, match="unknown benchmark 'MTEB\\(eng, v9\\)'"):
+        expand(cfg.model_copy(update={"benchmark": "MTEB(eng, v9)"}))
