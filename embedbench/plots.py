@@ -92,7 +92,7 @@ def _errors(row: dict[str, str]) -> tuple[float, float, float] | None:
 
 def _layout(rows: Rows) -> tuple[list[str], list[str], list[str], list[str]]:
     columns = list(rows[0]) if rows else []
-    extra = extra_identity(columns)
+    extra = extra_identity(columns, ignore=("subset", "split"))  # one row per task is drawn
     tasks = _ordered([r["task"] for r in rows])
     techniques = _ordered([r["technique"] for r in rows])
     series = _ordered([series_name(r, extra) for r in rows])

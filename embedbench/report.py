@@ -69,9 +69,12 @@ REPORT_REQUIRED = (*BASE_KEY, "retention")  # what the figures and report.html n
 
 
 def write_figures(out: Path, rows: list[dict[str, str]], x: str = "size") -> dict[str, Path]:
-    """Draw tradeoff.png and retention_bars.png into `out`; returns name → path."""
+    """Draw tradeoff.png and retention_bars.png into `out`; returns name → path. The
+    figures show each task as mteb scores it (rows of scope "task"; per-unit rows of a
+    task with several subsets or splits are in the tables)."""
     from embedbench import plots
 
+    rows = [r for r in rows if r.get("scope", "task") == "task"]
     written = {}
     for name, draw in (
         ("tradeoff.png", lambda: plots.tradeoff_figure(rows, x=x)),

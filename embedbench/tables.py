@@ -31,6 +31,13 @@ def _control(r: CellResult) -> str:
     return f"{c.retention:.2f} [{c.ci_low:.2f}, {c.ci_high:.2f}] vs {r.control}"
 
 
+def task_label(r: CellResult) -> str:
+    """The task, with its subset and split where the row is not the task's only unit."""
+    if r.scope == "task" and r.subset == "default":
+        return r.task
+    return f"{r.task} ({r.subset}, {r.split})"
+
+
 def markdown_table(rows: list[CellResult]) -> str:
     """The retention table a person reads (also printed by the CLI)."""
     head = (
@@ -43,7 +50,7 @@ def markdown_table(rows: list[CellResult]) -> str:
         v = row_values(r)
         tech = r.technique + (" (control)" if r.role == "control" else "")
         lines.append(
-            f"| {r.task} | {r.provider}:{r.model} | {tech} | {v['bits_per_dim']} "
+            f"| {task_label(r)} | {r.provider}:{r.model} | {tech} | {v['bits_per_dim']} "
             f"| {r.bytes_per_vector} + {r.secondary_bytes} | {v['size_multiplier']} "
             f"| {v['score']} | {v['retention']}{_ci(r)} | {r.retention.verdict} "
             f"| {_seeds(r)} | {_control(r)} |"
@@ -61,10 +68,14 @@ def markdown(result: RunResult, images: list[str] | None = None) -> str:
         "score = mteb main score (fraction); retention = 100 × score / float score on the same "
         "task, split and evaluator settings; float and decoded vectors are "
         f"{'L2-normalised' if ev.normalize else 'not normalised'} alike. "
-        f"Calibration: {cfg.calibration.split} split (retrieval: the searched corpus, "
-        f"transductive), at most {cfg.calibration.max_texts} texts (seed "
-        f"{cfg.calibration.seed}); no evaluation text other than a searched corpus (checked "
-        "after Unicode and whitespace normalisation; see the manifest). Intervals: "
+        "Calibration: each task's source (default: its "
+        f"{cfg.calibration.split} split; retrieval: the searched corpus, transductive; "
+        "the calibration column and the manifest say which), at most "
+        f"{cfg.calibration.max_texts} texts (seed {cfg.calibration.seed}); no evaluation text "
+        "other than a searched corpus (checked after Unicode and whitespace normalisation; "
+        "see the manifest). Tasks with several subsets or splits: a row per (subset, split) "
+        "and the task's score, their mean, labelled (all); its interval resamples every "
+        "unit at once. Intervals: "
         f"{'; '.join(methods) or 'none'}, at least "
         f"{ev.bootstrap} resamples (seed {ev.seed}), Monte Carlo error of the endpoints at "
         f"most {mc:.3f} points. Verdicts: loss / gain when the interval excludes 100, "
@@ -118,7 +129,7 @@ def budget_table(rows: list[CellResult], by: str = "total") -> str:
 
     groups: dict[tuple[str, str, str], list[CellResult]] = {}
     for r in rows:
-        if r.role != "control":
+        if r.role != "control" and r.scope == "task":
             groups.setdefault((r.task, r.provider, r.model), []).append(r)
     label = "footprint" if by == "total" else "searched tier"
     lines = [
@@ -132,7 +143,7 @@ def budget_table(rows: list[CellResult], by: str = "total") -> str:
             fits = [r for r in group if size(r) >= m - 1e-9]
             top, preset = best(fits), best([r for r in fits if r.technique in PRESETS])
             lines.append(
-                f"| {task} | {provider}:{model} | {m} | {32 * group[0].dim // m} "
+                f"| {task_label(group[0])} | {provider}:{model} | {m} | {32 * group[0].dim // m} "
                 f"| {_cell(top)} ({size(top):.4g}) | {_cell(preset) if preset else '—'} |"
             )
             m *= 2

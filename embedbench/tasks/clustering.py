@@ -3,9 +3,13 @@
 mteb clusters `n_clusters` sets of documents drawn with replacement (from the task's
 seeded generator) and averages their v-measures; the draws are replayed
 (`mteb_compat.clustering_draws`) and stored with the gold labels, so every prediction
-set of a task shares them. Resampled items, two-way: the split's documents (each
-position of a set weighs as its document is drawn) and the sets themselves; a
-resample's score is the mean v-measure of the weighted contingency tables.
+set of a task shares them. Resampled item: one of mteb's clustering sets. Each set is
+itself a bootstrap sample of the documents, clustered afresh, so the spread of the
+sets' v-measures already holds the document sampling and the k-means noise; a
+resample's score is the mean v-measure of the sets it holds (the same sets, i.e. the
+same documents, for every prediction set). Resampling documents instead would bias
+v-measure upward (a plug-in mutual information grows with duplicated documents), most
+for poor clusterings: an interval could then miss its own point estimate.
 """
 
 from __future__ import annotations
@@ -46,13 +50,12 @@ class VMeasureResampler(Resampler):
     """Predictions: the cluster of each position of each set (sets × positions); gold:
     the documents' labels and the documents of each set."""
 
-    method = "paired two-way bootstrap over documents and mteb's clustering sets (v-measure)"
-    max_resamples = 16_000
+    method = "paired bootstrap over mteb's clustering sets (v-measure)"
+    max_resamples = 64_000
 
     def __init__(self, gold: Any):
         self.labels = np.unique(np.asarray(gold["labels"]), return_inverse=True)[1]
         self.sets = np.asarray(gold["sets"], dtype=np.int64)
-        self.n_docs = len(self.labels)
 
     def matrix(self, preds: Any) -> np.ndarray:
         m = np.asarray(preds, dtype=np.int64)
@@ -60,47 +63,33 @@ class VMeasureResampler(Resampler):
             raise ValueError("prediction set does not match the clustering sets")
         return m
 
-    def prepare(self, preds: list[Any]) -> list[Any]:
-        """Per prediction set and clustering set: a sparse (documents × label·cluster)
-        count of positions, and the table's shape."""
-        from scipy.sparse import csr_matrix
-
+    def set_scores(self, preds: Any) -> np.ndarray:
+        """The v-measure of each clustering set (sklearn's, from its contingency table)."""
+        m = self.matrix(preds)
         out = []
-        n_labels = int(self.labels.max()) + 1
-        for p in preds:
-            m = self.matrix(p)
-            per_set = []
-            for s in range(len(self.sets)):
-                docs, clusters = self.sets[s], np.unique(m[s], return_inverse=True)[1]
-                k = int(clusters.max()) + 1
-                cols = self.labels[docs] * k + clusters
-                M = csr_matrix(
-                    (np.ones(len(docs)), (docs, cols)), shape=(self.n_docs, n_labels * k)
-                )
-                per_set.append((M, n_labels, k))
-            out.append(per_set)
-        return out
+        for docs, assigned in zip(self.sets, m, strict=True):
+            truth = self.labels[docs]
+            clusters = np.unique(assigned, return_inverse=True)[1]
+            C = np.zeros((truth.max() + 1, clusters.max() + 1))
+            np.add.at(C, (truth, clusters), 1.0)
+            out.append(v_measure(C[None])[0])
+        return np.asarray(out)
 
-    def _v(self, per_set: list[Any], W: np.ndarray) -> np.ndarray:
-        """(b × sets) v-measures under document weights W (b × documents)."""
-        return np.stack(
-            [v_measure((M.T @ W.T).T.reshape(len(W), L, k)) for M, L, k in per_set], axis=1
-        )
+    def prepare(self, preds: list[Any]) -> list[Any]:
+        return [self.set_scores(p) for p in preds]
 
     def point(self, preds: Any) -> float:
-        (per_set,) = self.prepare([preds])
-        return float(self._v(per_set, np.ones((1, self.n_docs))).mean())
+        return float(self.set_scores(preds).mean())
 
     def scores(self, mats: list[Any], rng: np.random.Generator, b: int) -> np.ndarray:
-        W = counts(rng, b, self.n_docs)
         E = counts(rng, b, len(self.sets))
-        return np.stack([(self._v(m, W) * E).sum(axis=1) / len(self.sets) for m in mats], axis=1)
+        return np.stack([E @ v for v in mats], axis=1) / len(self.sets)
 
 
 class Clustering(Kind):
     type = "Clustering"
     purpose = "clustering"
-    item = "documents × mteb's clustering sets"
+    item = "mteb's clustering sets (bootstrap samples of the documents)"
     calibration_default = "another split of the task, if it has one (none: name a source)"
     main_scores = ("v_measure",)
 
