@@ -105,8 +105,12 @@ class EmbeddingCache:
             ours = self._check_schema(db)
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 db.execute("PRAGMA journal_mode=WAL")
-            if not ours:
-                db.executescript(_SCHEMA)
+            if not ours:  # create in one write transaction: a run racing us sees all or none
+                db.execute("BEGIN IMMEDIATE")
+                if not self._check_schema(db):
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        db.execute(statement)
+                db.commit()
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("BEGIN IMMEDIATE")  # can this connection write? (takes no time)
             db.rollback()

@@ -10,6 +10,7 @@ texts mteb asked for; the technique jobs then carry exactly those.
 from __future__ import annotations
 
 import json
+import math
 import re
 import tempfile
 import time
@@ -220,6 +221,8 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
     secondary = secondary_bytes(job, d_in)
     if secondary:
         drop_deep_metrics(task_result, RESCORE_DEPTH)
+    if not math.isfinite(score):  # never a number in a table (the driver stops the run)
+        raise EmbedbenchError(f"{lt.name} × {job.technique}: mteb scored {score}")
     check_consistent(lt, scores, preds)
     return EvalRecord(
         key=job.key,

@@ -22,7 +22,7 @@ def test_evaluation_keys_change_with_the_code(monkeypatch, tmp_path):
     """A changed quantizer (any source change) never resumes a stale score."""
     from types import SimpleNamespace
 
-    from embedbench import runner
+    from embedbench import grid, runner
     from embedbench.config import parse_config
 
     config = parse_config(
@@ -34,13 +34,18 @@ def test_evaluation_keys_change_with_the_code(monkeypatch, tmp_path):
             "output": str(tmp_path / "out"),
         }
     )
-    sweep = runner._Sweep(config, None, None, runner._noop, resume=True)
-    lt = SimpleNamespace(name="STSBenchmark", source={"kind": "hub"})
-    key = sweep.key(config.providers[0], lt, "binary")
-    assert runner.CODE == records.code_fingerprint()
-    assert sweep.key(config.providers[0], lt, "binary", seed=1) != key
-    monkeypatch.setattr(runner, "CODE", "another code")
-    assert sweep.key(config.providers[0], lt, "binary") != key
+    lt = SimpleNamespace(
+        name="STSBenchmark",
+        source={"kind": "hub"},
+        units=[("default", "test")],
+        calibration_source="",
+    )
+    p = config.providers[0]
+    key = grid.key(config, p, lt, "binary", 0)
+    assert runner.CODE == grid.CODE == records.code_fingerprint()
+    assert grid.key(config, p, lt, "binary", 1) != key
+    monkeypatch.setattr(grid, "CODE", "another code")
+    assert grid.key(config, p, lt, "binary", 0) != key
 
 
 def test_manifest_records_commit_and_dirty_tree(tmp_path):

@@ -10,6 +10,7 @@ embedding on two cores) is left to the end-to-end sweep.
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 from pathlib import Path
@@ -25,6 +26,16 @@ from embedbench import retrieval as R
 from embedbench.encoder import TechniqueEncoder, model_meta
 from embedbench.errors import UserError
 from embedbench.quantize import parse_technique
+from embedbench.tasks import retrieval as T
+
+
+def _cal(task, split: str, max_texts: int, seed: int) -> list[str]:
+    """Corpus calibration texts of a retrieval task object, as a run draws them."""
+    from embedbench.tasks import KINDS, LoadedTask, calibration_texts
+
+    lt = LoadedTask(task.metadata.name, task, KINDS["Retrieval"], {})
+    return calibration_texts(lt, "train", max_texts, seed, None)[1]
+
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SHA = {
@@ -41,13 +52,13 @@ SHA = {
 @pytest.fixture(scope="module")
 def scifact(data_dir):
     task = mteb.get_task("SciFact")
-    source = R.load_beir(task, data_dir / "SciFact")
+    source = T.load_beir(task, data_dir / "SciFact")
     return task, source
 
 
 def reduced_task(full, n_queries: int | None, n_other: int, seed: int = 0):
     """SciFact's test split on fewer documents: the relevant ones plus a seeded sample."""
-    sd = R.split_data(full, "test")
+    sd = T.split_data(full, "test")
     queries = sd["queries"]
     if n_queries is not None:
         queries = queries.select(range(n_queries))
@@ -108,7 +119,7 @@ def bow():
 @pytest.fixture(scope="module")
 def fitted(small, bow):
     """Techniques fitted on corpus calibration texts only."""
-    X_cal = bow.vectors(R.calibration_texts(small, "test", 500, seed=0))
+    X_cal = bow.vectors(_cal(small, "test", 500, seed=0))
     return {n: parse_technique(n).fit(X_cal) for n in ("float32", "int8", "binary", "svd+binary")}
 
 
@@ -128,8 +139,9 @@ def evaluate(model, task, tmp: Path, name: str):
         raise_error=True,
     )
     score = float(res.task_results[0].get_score())
-    preds = R.predictions_of(tmp / "pred" / name / "SciFact_predictions.json", "test")
-    per_query = R.per_query_ndcg(preds, R.split_data(task, "test")["relevant_docs"])
+    saved = tmp / "pred" / name / "SciFact_predictions.json"
+    preds = json.loads(saved.read_text(encoding="utf-8"))["default"]["test"]
+    per_query = T.per_query_ndcg(preds, T.split_data(task, "test")["relevant_docs"])
     return score, preds, per_query
 
 
@@ -145,40 +157,40 @@ def test_load_beir_real_scifact(scifact):
     task, source = scifact
     assert task.data_loaded
     assert source["kind"] == "local" and source["files"] == SHA
-    test, train = R.split_data(task, "test"), R.split_data(task, "train")
+    test, train = T.split_data(task, "test"), T.split_data(task, "train")
     assert len(test["queries"]) == 300 and len(test["corpus"]) == 5183
     assert sum(len(v) for v in test["relevant_docs"].values()) == 339
     assert len(test["relevant_docs"]) == 300
     assert len(train["queries"]) == 809
     assert sum(len(v) for v in train["relevant_docs"].values()) == 919
     assert test["relevant_docs"]["1"] == {"31715818": 1}
-    docs = R.corpus_texts(task, "test")
+    docs = T.corpus_texts(task, "test")
     row = test["corpus"][0]
     assert docs[0] == f"{row['title']} {row['text']}".strip()
-    assert R.query_texts(task, "test")[0] == test["queries"][0]["text"]
+    assert T.query_texts(task, "test")[0] == test["queries"][0]["text"]
     with pytest.raises(UserError, match="no 'dev' split"):
-        R.split_data(task, "dev")
+        T.split_data(task, "dev")
 
 
 def test_load_beir_rejects_incomplete_folder(tmp_path):
     task = mteb.get_task("SciFact")
     (tmp_path / "corpus.jsonl").write_text('{"_id": "1", "title": "", "text": "a"}\n')
     with pytest.raises(UserError, match="queries.jsonl"):
-        R.load_beir(task, tmp_path)
+        T.load_beir(task, tmp_path)
     (tmp_path / "queries.jsonl").write_text('{"_id": "q", "text": "b"}\n')
     (tmp_path / "qrels").mkdir()
     (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\t2\t1\n")
-    with pytest.raises(UserError, match="1 corpus ids not in"):
-        R.load_beir(task, tmp_path)
+    with pytest.raises(UserError, match="corpus-id '2' is not in corpus.jsonl"):
+        T.load_beir(task, tmp_path)
 
 
 def test_calibration_is_corpus_only(scifact, tmp_path):
     task = scifact[0]
-    cal = R.calibration_texts(task, "test", 1000, seed=3)
+    cal = _cal(task, "test", 1000, seed=3)
     assert len(cal) == 1000 == len(set(cal))
-    assert cal == R.calibration_texts(task, "test", 1000, seed=3)
-    assert set(cal) <= set(R.corpus_texts(task, "test"))
-    assert not set(cal) & R.all_query_texts(task)
+    assert cal == _cal(task, "test", 1000, seed=3)
+    assert set(cal) <= set(T.corpus_texts(task, "test"))
+    assert not set(cal) & T.all_query_texts(task)
     # a document whose text is also a query is never a calibration text
     (tmp_path / "qrels").mkdir()
     (tmp_path / "corpus.jsonl").write_text(
@@ -187,8 +199,8 @@ def test_calibration_is_corpus_only(scifact, tmp_path):
     (tmp_path / "queries.jsonl").write_text('{"_id": "q", "text": "same text"}\n')
     (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\t2\t1\n")
     tiny = mteb.get_task("SciFact")
-    R.load_beir(tiny, tmp_path)
-    assert R.calibration_texts(tiny, "test", 10, 0) == ["t x"]
+    T.load_beir(tiny, tmp_path)
+    assert _cal(tiny, "test", 10, 0) == ["t x"]
 
 
 # ----------------------------------------------------------------------------- search
@@ -238,9 +250,9 @@ def test_binary_search_is_exact_hamming_topk(d):
 
 
 def test_rescoring_the_whole_corpus_is_float_search(small, bow, fitted):
-    corpus, queries = R.split_data(small, "test")["corpus"], R.split_data(small, "test")["queries"]
-    X = bow.vectors(R.corpus_texts(small, "test"))
-    Q = bow.vectors(R.query_texts(small, "test"))
+    corpus, queries = T.split_data(small, "test")["corpus"], T.split_data(small, "test")["queries"]
+    X = bow.vectors(T.corpus_texts(small, "test"))
+    Q = bow.vectors(T.query_texts(small, "test"))
     ids, qids, n = list(corpus["id"]), list(queries["id"]), len(corpus)
 
     def run(tech_name, **kw):
@@ -274,8 +286,8 @@ def test_float_search_equals_mteb_encoder_path(small, bow, fitted, tmp_path):
         # the texts CodeSearch embedded are the ones mteb hands an encoder
         docs = [t for pt, ts in bow.calls if pt == PromptType.document for t in ts]
         qs = [t for pt, ts in bow.calls if pt == PromptType.query for t in ts]
-        assert docs == R.corpus_texts(small, "test")
-        assert qs == R.query_texts(small, "test")
+        assert docs == T.corpus_texts(small, "test")
+        assert qs == T.query_texts(small, "test")
     assert 0.2 < cs[0] < 0.9  # a real retrieval signal, not noise
 
 
@@ -286,7 +298,7 @@ def test_per_query_ndcg_reproduces_mteb_main_score(small, bow, fitted, tmp_path)
             R.CodeSearch(bow, tech, meta_for(tech), **kw), small, tmp_path, f"b{i}"
         )
         assert len(per_query) == 300
-        assert R.mteb_mean(per_query) == score
+        assert T.mteb_mean(per_query) == score
         if "top_k" in kw:
             assert {len(v) for v in preds.values()} == {10}
 
@@ -313,14 +325,14 @@ def test_lookups_use_the_right_purpose_and_fit_never_sees_queries(small, fitted)
     tech = fitted["int8"]
     model = R.CodeSearch(bow, tech, meta_for(tech), rescore_multiplier=3, top_k=10)
     model.index(
-        R.split_data(small, "test")["corpus"],
+        T.split_data(small, "test")["corpus"],
         task_metadata=small.metadata,
         hf_split="test",
         hf_subset="default",
         encode_kwargs={},
     )
     model.search(
-        R.split_data(small, "test")["queries"],
+        T.split_data(small, "test")["queries"],
         task_metadata=small.metadata,
         hf_split="test",
         hf_subset="default",
@@ -328,8 +340,8 @@ def test_lookups_use_the_right_purpose_and_fit_never_sees_queries(small, fitted)
         encode_kwargs={},
     )
     assert [pt for pt, _ in bow.calls] == [PromptType.document, PromptType.query]
-    assert R.purpose_of(PromptType.document) == "document"
-    assert R.purpose_of(PromptType.query) == "query"
+    assert T.purpose_of(PromptType.document) == "document"
+    assert T.purpose_of(PromptType.query) == "query"
     with pytest.raises(ValueError, match="fitted"):
         R.CodeSearch(bow, parse_technique("binary"), None)
     with pytest.raises(ValueError, match="rescore_technique"):
@@ -349,7 +361,7 @@ def minilm():
     def lookup(texts, prompt_type):
         todo = [t for t in dict.fromkeys(texts) if t not in memo]
         if todo:
-            vectors = provider.embed_batch(todo, R.purpose_of(prompt_type)).vectors
+            vectors = provider.embed_batch(todo, T.purpose_of(prompt_type)).vectors
             memo.update(zip(todo, vectors, strict=True))
         return np.stack([memo[t] for t in texts]).astype(np.float32)
 
@@ -359,16 +371,12 @@ def minilm():
 def test_real_minilm_subset(scifact, minilm, tmp_path):
     """all-MiniLM-L6-v2 on 30 queries, 100 documents: float CodeSearch = mteb's encoder path."""
     task = reduced_task(scifact[0], 30, 70, seed=1)
-    tech = parse_technique("float32").fit(
-        minilm(R.calibration_texts(task, "test", 100, 0), PromptType.document)
-    )
+    tech = parse_technique("float32").fit(minilm(_cal(task, "test", 100, 0), PromptType.document))
     enc = evaluate(TechniqueEncoder(minilm, tech, meta_for(tech)), task, tmp_path, "enc")
     cs = evaluate(R.CodeSearch(minilm, tech, meta_for(tech)), task, tmp_path, "cs")
     assert cs[0] == enc[0] and cs[2] == enc[2]
-    assert R.mteb_mean(cs[2]) == cs[0]
+    assert T.mteb_mean(cs[2]) == cs[0]
     assert cs[0] > 0.7  # 100 documents: most relevant ones come first
-    binary = parse_technique("binary").fit(
-        minilm(R.calibration_texts(task, "test", 100, 0), PromptType.document)
-    )
+    binary = parse_technique("binary").fit(minilm(_cal(task, "test", 100, 0), PromptType.document))
     b = evaluate(R.CodeSearch(minilm, binary, meta_for(binary)), task, tmp_path, "bin")
     assert 0.5 * cs[0] < b[0] <= cs[0] + 0.05

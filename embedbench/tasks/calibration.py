@@ -49,7 +49,7 @@ class Source:
 def _hint(lt: LoadedTask) -> str:
     return (
         f"give its task entry a source, e.g. {{name: {lt.name}, calibration: "
-        "'<OtherTask>:train'}} or calibration: 'file:<texts.txt>' (one text per line)"
+        "'<OtherTask>:train'} or calibration: 'file:<texts.txt>' (one text per line)"
     )
 
 
@@ -103,7 +103,7 @@ def calibration_texts(
         src = lt.memo[("calibration", default_split)] = source(lt, default_split, data_dir)
     held_out = {normalize_text(t) for t in lt.eval_texts()}
     unique = [t for t in dict.fromkeys(src.texts) if normalize_text(t) not in held_out]
-    if len(unique) < 2:
+    if not unique:
         raise UserError(
             f"task {lt.name}: calibration source {src.label} holds {len(unique)} texts not "
             f"evaluated on; {_hint(lt)}"
