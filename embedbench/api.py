@@ -22,7 +22,8 @@ from embedbench.registry import (
     transform_info,
 )
 from embedbench.report import write_outputs, write_report
-from embedbench.runner import RunResult, run_sweep
+from embedbench.results import RunResult
+from embedbench.runner import run_sweep
 from embedbench.tasks import known_tasks, resolve_data_dir
 
 

@@ -15,7 +15,7 @@ from embedbench.errors import UserError
 from embedbench.io import read_json
 
 if TYPE_CHECKING:
-    from embedbench.runner import RunResult
+    from embedbench.results import RunResult
 
 PACKAGES = [
     "embedbench",
@@ -43,7 +43,7 @@ def versions() -> dict[str, str | None]:
 
 
 def manifest(result: RunResult, wall_seconds: float, cache_path: Path) -> dict[str, Any]:
-    from embedbench.runner import CODE  # the code hash the run's keys were made with
+    from embedbench.grid import CODE  # the code hash the run's keys were made with
 
     cfg = result.config
     return {

@@ -24,7 +24,7 @@ from embedbench.results import BASE_KEY, csv_text, read_retention, row_values
 from embedbench.tables import image_links, markdown
 
 if TYPE_CHECKING:
-    from embedbench.runner import RunResult
+    from embedbench.results import RunResult
 
 log = logging.getLogger("embedbench")
 

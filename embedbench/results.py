@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from embedbench import stats
+from embedbench.config import Config
 from embedbench.errors import UserError
+from embedbench.predictions import PredictionWriter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -283,3 +286,27 @@ def load_run(path: str | Path) -> pd.DataFrame:
         if column not in TEXT_COLUMNS:
             df[column] = pd.to_numeric(df[column].replace("", None), errors="coerce")
     return df
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced: rows, provenance, costs, timings, predictions."""
+
+    config: Config
+    rows: list[CellResult] = field(default_factory=list)
+    fetch: dict[str, dict[str, int]] = field(default_factory=dict)
+    sources: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    evaluations: dict[str, int] = field(default_factory=lambda: {"run": 0, "resumed": 0})
+    skipped: list[str] = field(default_factory=list)  # cells that do not apply
+    predictions: PredictionWriter = field(default_factory=PredictionWriter)
+    git: dict[str, Any] = field(default_factory=dict)  # commit and dirty flag at the start
+
+    @property
+    def texts_embedded(self) -> int:
+        return sum(f["texts_embedded"] for f in self.fetch.values())
+
+    @property
+    def texts_from_cache(self) -> int:
+        return sum(f["texts_from_cache"] for f in self.fetch.values())

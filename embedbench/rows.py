@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from embedbench import stats
-from embedbench.config import Evaluation
+from embedbench import grid, stats
+from embedbench.config import Config, Evaluation
+from embedbench.quantize import control_spec
 from embedbench.records import EvalRecord
+from embedbench.registry import build_technique
 from embedbench.results import CellResult
 from embedbench.tasks import LoadedTask, unit_key
 
@@ -122,3 +124,27 @@ def task_rows(
             )
         )
     return out
+
+
+def technique_rows(
+    config: Config,
+    tr: TaskRows,
+    natives: tuple[str, ...],
+    base: EvalRecord,
+    keys: dict[tuple[str, int], str],
+    get: Callable[[str], EvalRecord],
+    cell: Callable[..., CellResult],
+):
+    """Per technique of a provider × task, in the grid's order with controls last:
+    (technique, spec, its seed-0 record, its rows)."""
+    for name, role in grid.techniques(config, tr.lt, natives):
+        spec = build_technique(name).spec
+        recs = [
+            base if spec == grid.BASELINE else get(keys[name, s]) for s in grid.seeds(config, name)
+        ]
+        ctl = control_spec(name)
+        control = None
+        if recs[0] is not base and ctl and grid.applies(ctl, tr.lt, natives):
+            control = (ctl, get(keys[ctl, 0]))
+        rows = task_rows(tr, base, (name, spec, role), recs, control, config.evaluation, cell)
+        yield name, spec, recs[0], rows

@@ -12,7 +12,7 @@ from embedbench.plots import FIGURES
 from embedbench.results import CellResult, row_values
 
 if TYPE_CHECKING:
-    from embedbench.runner import RunResult
+    from embedbench.results import RunResult
 
 
 def _ci(r: CellResult) -> str:
@@ -137,7 +137,7 @@ def budget_table(rows: list[CellResult], by: str = "total") -> str:
         "that fits, selected on test: retention % [95% CI] (its size ×) | best seed preset |",
         "|---|---|---:|---:|---|---|",
     ]
-    for (task, provider, model), group in groups.items():
+    for (_task, provider, model), group in groups.items():
         m = 1
         while m <= max(size(r) for r in group) + 1e-9:
             fits = [r for r in group if size(r) >= m - 1e-9]

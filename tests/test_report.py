@@ -16,7 +16,7 @@ from embedbench.cli import cli
 from embedbench.config import Config
 from embedbench.report import write_outputs, write_report
 from embedbench.results import COLUMNS, CellResult, csv_text
-from embedbench.runner import RunResult
+from embedbench.results import RunResult
 from embedbench.stats import Retention
 from embedbench.tables import markdown_table
 from tests.test_compare import make_rows, row, write_run

@@ -16,6 +16,7 @@ provider call, with one line saying what to add.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import unicodedata
 from dataclasses import dataclass
@@ -130,3 +131,29 @@ def overlap(lt: LoadedTask, cal_texts: list[str]) -> dict[str, Any]:
         }
     n = len(cal & {normalize_text(t) for t in lt.eval_texts()})
     return {"transductive": False, "touches_eval_texts": n > 0, "evaluated_texts_touched": n}
+
+
+def text_digest(texts: list[str]) -> str:
+    """sha256 of a text list (order kept): what the manifest records of a sample."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()
+
+
+def calibration_facts(
+    lt: LoadedTask, label: str, texts: list[str], cal: Any, seeds: int
+) -> dict[str, Any]:
+    """What the manifest records of a task's calibration: source, size, seeds, digest
+    and the overlap with evaluated texts."""
+    facts = overlap(lt, texts)
+    transductive = facts.pop("transductive")
+    return {
+        "split": f"{label}, transductive" if transductive else label,
+        "texts": len(texts),
+        "seed": cal.seed,
+        "replicate_seeds": [cal.seed + s for s in range(seeds)],
+        "texts_sha256": text_digest(texts),
+        "overlap_check": "NFKC and whitespace normalised",
+        **facts,
+    }
