@@ -67,12 +67,7 @@ SPECTRUM_COLUMNS = [
     "cumulative_energy",
 ]
 SUMMARY_COLUMNS = [
-    "provider",
-    "model",
-    "task",
-    "technique",
-    "spec",
-    "centering",
+    *SPECTRUM_COLUMNS[:6],  # provider, model, task, technique, spec, centering
     "n_texts",
     "dim",
     "numerical_rank",

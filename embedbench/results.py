@@ -255,19 +255,9 @@ def read_retention(
     return csv_path, header, records
 
 
-TEXT_COLUMNS = (
-    "task",
-    "subset",
-    "split",
-    "scope",
-    "provider",
-    "model",
-    "technique",
-    "spec",
-    "role",
-    "control",
-)
-TEXT_COLUMNS += ("verdict", "interval_method", "calibration")
+# the identity and descriptive text columns (up to "control"), then the text measures
+TEXT_COLUMNS = (*COLUMNS[: COLUMNS.index("control") + 1], "verdict", "interval_method")
+TEXT_COLUMNS += ("calibration",)
 
 
 def load_run(path: str | Path) -> pd.DataFrame:

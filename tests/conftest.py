@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,3 +58,11 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def write_config(path: Path, cfg: dict | str) -> Path:
+    """A YAML config file (a mapping dumped in its key order, or text as given)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = cfg if isinstance(cfg, str) else yaml.safe_dump(cfg, sort_keys=False)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -154,6 +154,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
     return runs
 
 
+@pytest.mark.slow
 def test_real_run_writes_every_file(real_run):
     from matplotlib.image import imread
 

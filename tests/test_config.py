@@ -11,19 +11,11 @@ from embedbench.config import Config, load_config, parse_config
 from embedbench.errors import UserError
 from embedbench.quantize import PRESETS as SEED_PRESETS
 from embedbench.registry import check_config
+from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 SEVEN = list(SEED_PRESETS)  # the seed's seven, in table order
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _mteb_cache_in_tmp(tmp_path_factory):
-    """`import mteb` creates its result cache folder: keep it out of ~/.cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MTEB_CACHE", str(tmp_path_factory.mktemp("mteb")))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        yield
 
 
 def _base(**over) -> dict:
@@ -38,10 +30,7 @@ def _base(**over) -> dict:
 
 
 def _write(tmp_path: Path, data, name: str = "c.yaml") -> Path:
-    path = tmp_path / name
-    text = data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_config(tmp_path / name, data)
 
 
 def _error(tmp_path: Path, data) -> str:

@@ -23,6 +23,7 @@ from embedbench.errors import EmbedbenchError, ProviderError, UserError
 from embedbench.providers.base import FetchStats, fetch
 from embedbench.records import remove_stale_temporaries
 from embedbench.secrets import mask, redact, remember
+from tests.conftest import write_config
 from tests.test_providers_cloud import (  # noqa: F401 (fixtures)
     FAST,
     bedrock,
@@ -263,9 +264,7 @@ def _sweep_config(tmp_path: Path, server, **extra) -> Path:  # noqa: F811
         "cache": str(tmp_path / "cache.sqlite"),
         **extra,
     }
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return path
+    return write_config(tmp_path / "c.yaml", cfg)
 
 
 def _data(tmp_path: Path, test_lines: list[bytes] | None = None) -> Path:

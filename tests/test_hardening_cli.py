@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_config
 from tests.test_providers_cloud import FAST, offline_env, server  # noqa: F401 (fixtures)
 
 EXE = str(Path(sys.executable).parent / "embedbench")
@@ -24,9 +23,7 @@ SECRETS = (API_KEY, URL_PASSWORD)
 MINILM = "local:sentence-transformers/all-MiniLM-L6-v2"
 
 
-def _write(path: Path, cfg: dict) -> Path:
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    return path
+_write = write_config
 
 
 def _error_line(stderr: str) -> str:
@@ -50,6 +47,7 @@ def _env() -> dict[str, str]:
 # --- 1. a run with secrets in its config leaves no trace of them --------------------------
 
 
+@pytest.mark.slow
 def test_secrets_never_reach_a_file_or_a_line(server, tmp_path, data_dir):  # noqa: F811
     url = server.url.replace("http://", f"http://someone:{URL_PASSWORD}@")
     out = tmp_path / "out"
@@ -271,6 +269,7 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
+@pytest.mark.slow
 def test_sigterm_stops_workers_in_one_line_and_the_run_resumes(tmp_path, data_dir):
     config = _write(
         tmp_path / "term.yaml",

@@ -15,8 +15,7 @@ from embedbench import plots
 from embedbench.cli import cli
 from embedbench.config import Config
 from embedbench.report import write_outputs, write_report
-from embedbench.results import COLUMNS, CellResult, csv_text
-from embedbench.results import RunResult
+from embedbench.results import COLUMNS, CellResult, RunResult, csv_text
 from embedbench.stats import Retention
 from embedbench.tables import markdown_table
 from tests.test_compare import make_rows, row, write_run

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_config
+
+pytestmark = pytest.mark.slow  # end to end through the real model and mteb
 
 TECHNIQUES = ["classic", "scalar", "ternary", "binary", "rotated-scalar", "rotated-binary"]
 
@@ -28,9 +30,7 @@ def _config(tmp: Path, name: str, out: Path, **extra) -> Path:
         "output": str(out),
         **extra,
     }
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return path
+    return write_config(tmp / f"{name}.yaml", cfg)
 
 
 def _start(cfg: Path, cache: Path, data_dir: Path) -> subprocess.Popen:

@@ -272,6 +272,7 @@ def test_rescoring_the_whole_corpus_is_float_search(small, bow, fitted):
     assert int8_all == run("int8", asymmetric=True)
 
 
+@pytest.mark.slow
 def test_float_search_equals_mteb_encoder_path(small, bow, fitted, tmp_path):
     """CodeSearch(float32) gives mteb's own encoder-path scores, per query, exactly."""
     for name in ("float32", "int8"):
@@ -291,6 +292,7 @@ def test_float_search_equals_mteb_encoder_path(small, bow, fitted, tmp_path):
     assert 0.2 < cs[0] < 0.9  # a real retrieval signal, not noise
 
 
+@pytest.mark.slow
 def test_per_query_ndcg_reproduces_mteb_main_score(small, bow, fitted, tmp_path):
     for i, kw in enumerate([{}, {"asymmetric": True}, {"rescore_multiplier": 4, "top_k": 10}]):
         tech = fitted["binary"]
@@ -303,6 +305,7 @@ def test_per_query_ndcg_reproduces_mteb_main_score(small, bow, fitted, tmp_path)
             assert {len(v) for v in preds.values()} == {10}
 
 
+@pytest.mark.slow
 def test_symmetric_and_asymmetric_differ_through_mteb(small, bow, fitted, tmp_path):
     results = {}
     for tech_name in ("binary", "svd+binary"):
@@ -368,6 +371,7 @@ def minilm():
     return lookup
 
 
+@pytest.mark.slow
 def test_real_minilm_subset(scifact, minilm, tmp_path):
     """all-MiniLM-L6-v2 on 30 queries, 100 documents: float CodeSearch = mteb's encoder path."""
     task = reduced_task(scifact[0], 30, 70, seed=1)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import json
 
-import yaml
+import pytest
 
 from embedbench import api
+from tests.conftest import write_config
 from tests.test_providers_cloud import FAST, offline_env, server  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow  # end to end through the real model and mteb
 
 TECHNIQUES = ["classic", "scalar", "binary", "haar+binary"]  # no PCA: 300 texts < 1536 dims
 NATIVE = ["native-int8", "native-uint8", "native-binary", "native-ubinary"]
@@ -36,8 +39,7 @@ def test_cloud_sweep_writes_a_retention_table(tmp_path, server, data_dir):  # no
         "evaluation": {"bootstrap": 200, "mc_target": 0.05},
         "output": str(tmp_path / "out"),
     }
-    path = tmp_path / "cloud.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    path = write_config(tmp_path / "cloud.yaml", cfg)
     cache = tmp_path / "cache.sqlite"
 
     _, before = api.plan(path, data_dir, cache)

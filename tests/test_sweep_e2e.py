@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_config
+
+pytestmark = pytest.mark.slow  # end to end through the real model and mteb
 
 REQUIRED = {
     "task",
@@ -28,8 +29,7 @@ REQUIRED = {
 
 
 def _write(path: Path, **cfg) -> Path:
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return path
+    return write_config(path, cfg)
 
 
 def _rows(out: Path) -> list[dict[str, str]]:

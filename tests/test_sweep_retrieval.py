@@ -11,6 +11,9 @@ import pytest
 import yaml
 
 from embedbench import api
+from tests.conftest import write_config
+
+pytestmark = pytest.mark.slow  # end to end through the real model and mteb
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +53,7 @@ def test_retrieval_sweep(tmp_path, small_scifact):
         "evaluation": {"bootstrap": 200, "mc_target": 0.05},
         "output": str(tmp_path / "out"),
     }
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    path = write_config(tmp_path / "r.yaml", cfg)
     result, out = api.run(path, small_scifact, tmp_path / "cache.sqlite")
     rows = {r["technique"]: r for r in csv.DictReader((out / "retention.csv").open())}
     assert list(rows) == techniques

@@ -13,12 +13,11 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from embedbench.config import TaskSpec
 from embedbench.errors import UserError
 from embedbench.tasks import load_task
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_config
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
@@ -161,17 +160,15 @@ def test_unknown_kind_and_missing_folder(tmp_path):
 def test_a_malformed_file_stops_the_run_before_any_provider_call(tmp_path):
     (tmp_path / "ours").mkdir()
     (tmp_path / "ours" / "test.jsonl").write_text('{"sentence1": "a", "sentence2": "b"}\n')
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "name": "bad",
-                "providers": [{"name": "local", "model": "sentence-transformers/all-MiniLM-L6-v2"}],
-                "tasks": [{"name": "Ours", "kind": "STS", "path": str(tmp_path / "ours")}],
-                "techniques": ["binary"],
-                "output": str(tmp_path / "out"),
-            }
-        )
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {
+            "name": "bad",
+            "providers": [{"name": "local", "model": "sentence-transformers/all-MiniLM-L6-v2"}],
+            "tasks": [{"name": "Ours", "kind": "STS", "path": str(tmp_path / "ours")}],
+            "techniques": ["binary"],
+            "output": str(tmp_path / "out"),
+        },
     )
     cache = tmp_path / "cache.sqlite"
     proc = run_cli("run", str(cfg), "--cache", str(cache))
@@ -189,22 +186,20 @@ def user_run(tmp_path_factory, data_dir):
     tmp = tmp_path_factory.mktemp("user")
     sts = _user_sts(tmp / "sts", data_dir)
     faq = _user_faq(tmp / "faq", data_dir)
-    cfg = tmp / "user.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "name": "ours",
-                "providers": [{"name": "local", "model": "sentence-transformers/all-MiniLM-L6-v2"}],
-                "tasks": [
-                    {"name": "OurSTS", "kind": "STS", "path": str(sts)},
-                    {"name": "OurFAQ", "kind": "Retrieval", "path": str(faq)},
-                ],
-                "techniques": ["classic", "int8", "binary", "binary/rescore4"],
-                "calibration": {"max_texts": 1000},
-                "evaluation": {"mc_target": 0.05},
-                "output": str(tmp / "out"),
-            }
-        )
+    cfg = write_config(
+        tmp / "user.yaml",
+        {
+            "name": "ours",
+            "providers": [{"name": "local", "model": "sentence-transformers/all-MiniLM-L6-v2"}],
+            "tasks": [
+                {"name": "OurSTS", "kind": "STS", "path": str(sts)},
+                {"name": "OurFAQ", "kind": "Retrieval", "path": str(faq)},
+            ],
+            "techniques": ["classic", "int8", "binary", "binary/rescore4"],
+            "calibration": {"max_texts": 1000},
+            "evaluation": {"mc_target": 0.05},
+            "output": str(tmp / "out"),
+        },
     )
     proc = run_cli("run", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -213,6 +208,7 @@ def user_run(tmp_path_factory, data_dir):
     return tmp / "out", rows
 
 
+@pytest.mark.slow
 def test_user_sts_scores_what_mteb_scores_on_the_same_data(user_run):
     """The STSBenchmark test split as a user's folder: mteb's evaluator, the same score
     as mteb's own STSBenchmark (published all-MiniLM-L6-v2: 0.8203247)."""
@@ -220,6 +216,7 @@ def test_user_sts_scores_what_mteb_scores_on_the_same_data(user_run):
     assert float(rows["OurSTS", "classic"]["score"]) == pytest.approx(0.8203247, abs=5e-6)
 
 
+@pytest.mark.slow
 def test_user_tasks_run_end_to_end_with_paired_intervals(user_run):
     out, rows = user_run
     assert ("OurSTS", "binary/rescore4") not in rows  # search options: retrieval only
