@@ -90,8 +90,11 @@ class TechniqueEncoder:
         return l2_normalize(Y) if self.normalize else Y
 
     def similarity(self, e1, e2) -> np.ndarray:
-        a, b = l2_normalize(np.asarray(e1, np.float32)), l2_normalize(np.asarray(e2, np.float32))
-        return a @ b.T
+        """Cosine of every pair (n1 × n2); of two single vectors, one number
+        (Summarization passes one machine and one human summary at a time)."""
+        e1, e2 = np.asarray(e1, np.float32), np.asarray(e2, np.float32)
+        out = l2_normalize(np.atleast_2d(e1)) @ l2_normalize(np.atleast_2d(e2)).T
+        return out[0, 0] if e1.ndim == e2.ndim == 1 else out
 
     def similarity_pairwise(self, e1, e2) -> np.ndarray:
         a, b = l2_normalize(np.asarray(e1, np.float32)), l2_normalize(np.asarray(e2, np.float32))

@@ -108,7 +108,7 @@ def unit_scores(lt: LoadedTask, scores: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-RESCORE_DEPTH = 10  # documents a rescored search returns (its main score is nDCG@10)
+RESCORE_DEPTH = 10  # least documents a rescored search returns (the main score's k if more)
 _AT_K = re.compile(r"_at_(\d+)(?:_|$)")
 
 
@@ -145,7 +145,9 @@ def drop_deep_metrics(task_result: dict[str, Any], depth: int) -> dict[str, Any]
     return task_result
 
 
-def _search_model(job: EvalJob, tech: Any, recorder: _Recorder, meta: Any, rescore_tech: Any):
+def _search_model(
+    job: EvalJob, tech: Any, recorder: _Recorder, meta: Any, rescore_tech: Any, depth: int
+):
     """mteb search model for a retrieval task: the technique's codes, per its options."""
     from embedbench.retrieval import CodeSearch, parse_search
 
@@ -159,9 +161,14 @@ def _search_model(job: EvalJob, tech: Any, recorder: _Recorder, meta: Any, resco
         rescore_technique=rescore_tech,
         asymmetric=opts.asymmetric,
         normalize=job.evaluation.normalize,
-        # the rescoring window is top_k × multiplier: rank for the main score, nDCG@10
-        top_k=RESCORE_DEPTH if opts.rescore is not None else None,
+        # the rescoring window is top_k × multiplier: rank for the main score (its k)
+        top_k=depth if opts.rescore is not None else None,
     )
+
+
+def _depth(lt: LoadedTask) -> int:
+    """Documents a rescored search returns: the main score's k, at least RESCORE_DEPTH."""
+    return max(RESCORE_DEPTH, lt.kind.depth(lt.task))
 
 
 def run_job(job: EvalJob, get: Get | None = None, lt: LoadedTask | None = None) -> EvalRecord:
@@ -196,7 +203,7 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
     searches = lt.kind.searches
     rescore = _rescore_technique(job) if searches else None  # fitted once
     if searches:
-        encoder = _search_model(job, tech, recorder, meta, rescore)
+        encoder = _search_model(job, tech, recorder, meta, rescore, _depth(lt))
     else:
         encoder = TechniqueEncoder(recorder, tech, meta, normalize)
     mteb_compat.reseed(lt.task)  # every evaluation of a task draws the same samples
@@ -220,7 +227,7 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
     d_in = job.calibration.shape[1]
     secondary = secondary_bytes(job, d_in)
     if secondary:
-        drop_deep_metrics(task_result, RESCORE_DEPTH)
+        drop_deep_metrics(task_result, _depth(lt))
     if not math.isfinite(score):  # never a number in a table (the driver stops the run)
         raise EmbedbenchError(f"{lt.name} × {job.technique}: mteb scored {score}")
     check_consistent(lt, scores, preds)

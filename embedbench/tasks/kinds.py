@@ -10,19 +10,24 @@ from embedbench.tasks.base import Kind
 from embedbench.tasks.bitext import BitextMining
 from embedbench.tasks.classification import Classification
 from embedbench.tasks.clustering import Clustering
+from embedbench.tasks.multilabel import MultilabelClassification
 from embedbench.tasks.pair import PairClassification
-from embedbench.tasks.retrieval import Retrieval
+from embedbench.tasks.retrieval import Reranking, Retrieval
 from embedbench.tasks.sts import STS
+from embedbench.tasks.summarization import Summarization
 
 KINDS: dict[str, Kind] = {
     k.type: k
     for k in (
         STS(),
         Classification(),
+        MultilabelClassification(),
         PairClassification(),
         Clustering(),
         Retrieval(),
+        Reranking(),
         BitextMining(),
+        Summarization(),
     )
 }
 

@@ -93,3 +93,20 @@ def bitext_columns(task: Any) -> list[str]:
         raise UserError(f"task {task.metadata.name}: parallel bitext subsets are not supported")
     pairs = getattr(task, "_DEFAULT_PAIR", [("sentence1", "sentence2")])
     return [c for pair in pairs for c in pair]
+
+
+def multilabel_eval_split(task: Any, ds: Any, split: str) -> Any:
+    """The test items mteb's multilabel evaluator scores: the split, or (over
+    `max_eval_samples`) mteb's own stratified subsample of it, seeded as mteb seeds it."""
+    if task.max_eval_samples is None or len(ds) <= task.max_eval_samples:
+        return ds
+    from datasets import DatasetDict
+    from mteb.abstasks.abstask import _multilabel_subsampling
+
+    return _multilabel_subsampling(
+        DatasetDict({split: ds}),
+        seed=task.seed,
+        splits=[split],
+        label=task.label_column_name,
+        n_samples=task.max_eval_samples,
+    )[split]

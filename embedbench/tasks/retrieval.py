@@ -183,6 +183,25 @@ def purpose_of(prompt_type: Any) -> Purpose:
 # --------------------------------------------------------------------------- scores
 
 
+# mteb's main score name -> (pytrec_eval measure, label), e.g. map_at_1000 -> map_cut.1000
+MEASURES = {
+    "ndcg_at_": ("ndcg_cut", "nDCG"),
+    "map_at_": ("map_cut", "MAP"),
+    "recall_at_": ("recall", "Recall"),
+    "precision_at_": ("P", "P"),
+    "hit_rate_at_": ("success", "HitRate"),
+}
+
+
+def measure_of(main_score: str) -> tuple[str, int, str] | None:
+    """(pytrec_eval measure, k, label) of a per-query main score, or None."""
+    for prefix, (measure, label) in MEASURES.items():
+        if main_score.startswith(prefix) and main_score[len(prefix) :].isdigit():
+            k = int(main_score[len(prefix) :])
+            return measure, k, f"{label}@{k}"
+    return None
+
+
 def per_query_ndcg(
     predictions: Mapping[str, Mapping[str, float]],
     relevant_docs: Mapping[str, Mapping[str, int]],
@@ -190,8 +209,10 @@ def per_query_ndcg(
     *,
     ignore_identical_ids: bool = False,
     skip_first_result: bool = False,
+    measure: str = "ndcg_cut",
 ) -> dict[str, float]:
-    """nDCG@k of each query, exactly as mteb computes it (pytrec_eval `ndcg_cut.k`).
+    """nDCG@k (or another pytrec_eval `measure` at k) of each query, exactly as mteb
+    computes it (pytrec_eval `ndcg_cut.k`, `map_cut.k`, ...).
 
     `predictions` is what mteb saves with `prediction_folder` for a retrieval split
     ({qid: {docid: score}}). `ignore_identical_ids` / `skip_first_result` repeat the
@@ -209,9 +230,8 @@ def per_query_ndcg(
     if ignore_identical_ids:
         run = {q: {d: s for d, s in docs.items() if d != q} for q, docs in run.items()}
     qrels = {q: dict(rel) for q, rel in relevant_docs.items()}
-    measure = f"ndcg_cut_{k}"
-    scores = pytrec_eval.RelevanceEvaluator(qrels, {f"ndcg_cut.{k}"}).evaluate(run)
-    return {q: float(s[measure]) for q, s in scores.items()}
+    scores = pytrec_eval.RelevanceEvaluator(qrels, {f"{measure}.{k}"}).evaluate(run)
+    return {q: float(s[f"{measure}_{k}"]) for q, s in scores.items()}
 
 
 def mteb_mean(per_query: Mapping[str, float]) -> float:
@@ -220,13 +240,15 @@ def mteb_mean(per_query: Mapping[str, float]) -> float:
 
 
 class QueryMeanResampler(Resampler):
-    """Predictions: {query id: nDCG@10}."""
+    """Predictions: {query id: the main score of the query}; gold: the main score's name
+    (None: nDCG@10)."""
 
-    method = "paired bootstrap over test queries (nDCG@10)"
     max_resamples = 512_000  # a resample is a mean
 
     def __init__(self, gold: Any = None):
         self.qids: list[str] | None = None
+        label = measure_of(gold or "ndcg_at_10")
+        self.method = f"paired bootstrap over test queries ({label[2] if label else gold})"
 
     def matrix(self, preds: Any) -> np.ndarray:
         if self.qids is None:
@@ -249,8 +271,19 @@ class Retrieval(Kind):
     purpose = "document"  # calibration and corpus; queries use "query"
     item = "test queries"
     calibration_default = "a sample of its corpus (transductive: documents, never queries)"
-    main_scores = ("ndcg_at_10",)
     searches = True
+
+    def check_main_score(self, task: Any) -> None:
+        main = task.metadata.main_score
+        if measure_of(main) is None:
+            raise UserError(
+                f"task {task.metadata.name}: its main score '{main}' has no paired interval "
+                "here; per-query scores supported: " + ", ".join(f"{p}<k>" for p in MEASURES)
+            )
+
+    def depth(self, task: Any) -> int:
+        """How many documents per query the main score reads (k)."""
+        return measure_of(task.metadata.main_score)[1]  # type: ignore[index]
 
     def text_columns(self, task: Any) -> list[str]:
         return ["text"]
@@ -275,19 +308,34 @@ class Retrieval(Kind):
         return [t for _, s in lt.units for t in corpus_texts(lt.task, s)]
 
     def gold(self, lt: LoadedTask, unit: Unit) -> Any:
-        return None  # the predictions are per-query scores already
+        """The main score's name (None: nDCG@10); predictions are per-query scores."""
+        main = lt.task.metadata.main_score
+        return None if main == "ndcg_at_10" else main
 
     def read(self, raw: Any, lt: LoadedTask, unit: Unit) -> Any:
         qrels = split_data(lt.task, unit[1])["relevant_docs"]
+        measure, k, _ = measure_of(lt.task.metadata.main_score)  # type: ignore[misc]
         return per_query_ndcg(
             raw,
             qrels,
+            k,
             ignore_identical_ids=lt.task.ignore_identical_ids,
             skip_first_result=lt.task.skip_first_result,
+            measure=measure,
         )
 
     def resampler(self, gold: Any) -> Resampler:
-        return QueryMeanResampler()
+        return QueryMeanResampler(gold)
 
     def consistent(self, point: float, score: float) -> bool:
         return abs(round(point, 5) - score) <= 1e-9  # mteb rounds to 5 decimals
+
+
+class Reranking(Retrieval):
+    """Re-ranking each query's candidate list (mteb's retrieval evaluator with
+    `top_ranked`); main score MAP@1000 for most tasks. Encoded through mteb's own
+    encoder path (search options do not apply: the candidates are given)."""
+
+    type = "Reranking"
+    item = "test queries (each re-ranks its candidate list)"
+    searches = False
