@@ -167,6 +167,7 @@ def test_real_run_writes_every_file(real_run):
     assert "| effective rank |" in output and "rotated-binary" in output
 
 
+@pytest.mark.slow
 def test_real_run_has_a_full_spectrum_per_technique(real_run):
     folder, _ = real_run[0]
     with (folder / "singular_values.csv").open(encoding="utf-8") as f:
@@ -182,6 +183,7 @@ def test_real_run_has_a_full_spectrum_per_technique(real_run):
             assert all(r["task"] == "STSBenchmark" for r in mine)
 
 
+@pytest.mark.slow
 def test_real_run_binary_flattens_the_spectrum(real_run):
     folder, _ = real_run[0]
     with (folder / "spectrum_summary.csv").open(encoding="utf-8") as f:

@@ -315,9 +315,9 @@ def test_unknown_task_suggests_the_closest_runnable_task():
 def test_unsupported_task_type():
     import mteb
 
-    assert mteb.get_task("AskUbuntuDupQuestions").metadata.type == "Reranking"
-    msg = _check_error(tasks=["STSBenchmark", "AskUbuntuDupQuestions"])
-    assert "AskUbuntuDupQuestions" in msg
-    assert "Reranking" in msg
+    assert mteb.get_task("RuSciBenchCitedCountRegression").metadata.type == "Regression"
+    msg = _check_error(tasks=["STSBenchmark", "RuSciBenchCitedCountRegression"])
+    assert "RuSciBenchCitedCountRegression" in msg
+    assert "Regression" in msg
     assert "supported kinds:" in msg
     assert "STS" in msg and "Classification" in msg

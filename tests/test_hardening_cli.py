@@ -191,6 +191,7 @@ def validated(tmp_path_factory):
     return {key: (p.wait(timeout=300), *p.communicate()) for key, p in procs.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", list(BAD_CONFIGS))
 def test_validate_rejects_in_one_line(validated, key):
     code, stdout, stderr = validated[key]

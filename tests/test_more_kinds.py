@@ -14,6 +14,8 @@ from embedbench.config import Evaluation
 from embedbench.evaluate import EvalJob, prepare, run_job
 from embedbench.tasks import KINDS, LoadedTask, unit_key
 
+pytestmark = pytest.mark.slow  # the real model through mteb
+
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 WORDS = (
     "bank card loan rate river water fish boat music song guitar drum code bug test "
