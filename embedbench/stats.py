@@ -80,6 +80,9 @@ class Resampler:
 
     method: str = ""  # what an interval resamples, as reported beside it
     max_resamples: int = 64_000  # cap of the adaptive bootstrap, by cost of a resample
+    # True: percentiles are taken of the bootstrap distribution moved to centre on the
+    # estimate (for a statistic whose resampling is biased, e.g. a plug-in v-measure)
+    centred: bool = False
 
     def matrix(self, preds: Any) -> np.ndarray:
         raise NotImplementedError
@@ -106,6 +109,7 @@ class Stratified(Resampler):
         methods = dict.fromkeys(p.method for p in parts.values())
         self.method = f"stratified by subset and split: {'; '.join(methods)}"
         self.max_resamples = min(p.max_resamples for p in parts.values())
+        self.centred = any(p.centred for p in parts.values())
 
     def matrix(self, preds: Any) -> np.ndarray:
         if set(preds) != set(self.parts):
@@ -186,6 +190,9 @@ def paired_bootstrap(
         allv = np.sort(np.concatenate(values))
         if not np.all(np.isfinite(allv)):
             raise ValueError("bootstrap statistic is not finite on some resample")
+        if items.centred:  # the spread around the estimate, not the resampling bias
+            estimate = statistic(np.array([[items.point(p) for p in preds]]))[0]
+            allv = allv - allv.mean() + estimate
         mc = max(_mc_error(allv, q) for q in quantiles)
         if mc <= mc_target or drawn >= max_resamples:
             break

@@ -168,7 +168,7 @@ def test_bitext_weighted_f1_resample_equals_sklearn_on_the_explicit_resample():
         assert scores[r, 0] == pytest.approx(want, abs=1e-12)
 
 
-def test_clustering_resamples_mteb_sets_and_equals_sklearn():
+def test_clustering_v_measure_resample_equals_sklearn_two_way():
     from sklearn.metrics import v_measure_score
 
     rng = np.random.default_rng(5)
@@ -179,31 +179,41 @@ def test_clustering_resamples_mteb_sets_and_equals_sklearn():
     clusters = np.where(rng.random((n_sets, size)) < 0.7, labels[sets], noise)
     gold = {"labels": labels.tolist(), "sets": sets.tolist()}
     items = resampler("Clustering", gold)
-    per_set = [v_measure_score(labels[sets[s]], clusters[s]) for s in range(n_sets)]
-    assert items.point(clusters.tolist()) == pytest.approx(np.mean(per_set), abs=1e-12)
+    want = np.mean([v_measure_score(labels[sets[s]], clusters[s]) for s in range(n_sets)])
+    assert items.point(clusters.tolist()) == pytest.approx(want, abs=1e-12)
     scores = items.scores(items.prepare([clusters.tolist()]), np.random.default_rng(8), 6)
-    E = stats.counts(np.random.default_rng(8), 6, n_sets)
+    r_ = np.random.default_rng(8)
+    W, E = stats.counts(r_, 6, n_docs), stats.counts(r_, 6, n_sets)
     for r in range(6):
-        assert scores[r, 0] == pytest.approx(np.dot(E[r], per_set) / n_sets, abs=1e-12)
+        vs = []
+        for s in range(n_sets):  # a position weighs as its document is drawn
+            rep = W[r][sets[s]].astype(int)
+            vs.append(v_measure_score(np.repeat(labels[sets[s]], rep), np.repeat(clusters[s], rep)))
+        assert scores[r, 0] == pytest.approx(np.dot(E[r], vs) / n_sets, abs=1e-12)
 
 
-def test_clustering_interval_holds_its_point_for_a_poor_clustering():
-    """A near-random clustering keeps its retention inside its own interval (document
-    resampling would inflate its v-measure and push the interval away from it)."""
+def test_clustering_interval_is_centred_and_sees_document_sampling():
+    """A poor clustering keeps its retention inside its own interval (document
+    resampling inflates v-measure; the interval is centred on the estimate), and the
+    interval reflects test-set sampling: with sets of ~16 copies of every document,
+    resampling the sets alone would be several times narrower."""
     rng = np.random.default_rng(11)
-    n_docs, n_sets, size = 400, 10, 2000
+    n_docs, n_sets, size = 300, 10, 4800
     labels = rng.integers(0, 12, n_docs)
     sets = rng.integers(0, n_docs, (n_sets, size))
-    good = np.where(
-        rng.random((n_sets, size)) < 0.5, labels[sets], rng.integers(0, 12, (n_sets, size))
-    )
-    poor = np.where(
-        rng.random((n_sets, size)) < 0.1, labels[sets], rng.integers(0, 12, (n_sets, size))
-    )
+    flip = rng.integers(0, 12, n_docs)  # a document's wrong cluster is its own, as k-means'
+    good = np.where(rng.random(n_docs) < 0.6, labels, flip)[sets]
+    poor = np.where(rng.random(n_docs) < 0.15, labels, flip)[sets]
     items = resampler("Clustering", {"labels": labels.tolist(), "sets": sets.tolist()})
-    b = stats.retention_interval(items, good.tolist(), poor.tolist(), 1000, 0)
+    assert items.centred and "centred" in items.method
+    b = stats.retention_interval(items, good.tolist(), poor.tolist(), 500, 0, 0.05)
     point = 100 * items.point(poor.tolist()) / items.point(good.tolist())
-    assert b.values[0] <= point <= b.values[1]
+    lo, hi = b.values
+    assert lo < point < hi
+    v_good, v_poor = (items.prepare([x.tolist()])[0] for x in (good, poor))
+    ones = np.ones((1, n_docs))
+    per_set = 100 * items._v(v_poor, ones)[0] / items._v(v_good, ones)[0].mean()
+    assert hi - lo > 3 * (per_set.max() - per_set.min())  # far wider than the sets' spread
 
 
 def test_stratified_scores_the_mean_of_its_units():

@@ -34,6 +34,8 @@ class Kind:
     calibration_default: ClassVar[str] = "its train split"
     main_scores: ClassVar[tuple[str, ...]] = ()  # main scores the resampler reproduces
     searches: ClassVar[bool] = False  # evaluated by a search model (index + search options)
+    corpus_calibration: ClassVar[bool] = False  # calibrates on its searched corpus by default
+    other_split_calibration: ClassVar[bool] = False  # else on its one non-evaluation split
 
     # ---- data
     def text_columns(self, task: Any) -> list[str]:

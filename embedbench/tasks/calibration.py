@@ -73,7 +73,12 @@ def source(lt: LoadedTask, default_split: str, data_dir: Path | None) -> Source:
                 f"found: {', '.join(sorted(olt.available_splits()))}"
             )
         return Source(name, olt.kind.calibration_pool(olt, split))
-    if not name and lt.type == "Retrieval":
+    if lt.kind.corpus_calibration:
+        if name:
+            raise UserError(
+                f"task {lt.name}: calibration '{name}': a {lt.type} task calibrates on its "
+                "corpus (the default) or on another task's split or a file"
+            )
         return Source("corpus", lt.kind.calibration_pool(lt, ""))
     split = name or default_split
     if split in lt.splits:
@@ -83,7 +88,7 @@ def source(lt: LoadedTask, default_split: str, data_dir: Path | None) -> Source:
         )
     available = lt.available_splits() - set(lt.splits)
     if split not in available:
-        if not name and lt.type == "Clustering" and len(available) == 1:
+        if not name and lt.kind.other_split_calibration and len(available) == 1:
             split = next(iter(available))  # the kind's default: its other split
         else:
             raise UserError(
@@ -117,7 +122,7 @@ def overlap(lt: LoadedTask, cal_texts: list[str]) -> dict[str, Any]:
     and whitespace normalisation. Retrieval calibrates on the searched corpus:
     "transductive" (allowed, and said); its queries must never be touched."""
     cal = {normalize_text(t) for t in cal_texts}
-    if lt.type == "Retrieval":
+    if lt.kind.corpus_calibration:
         from embedbench.tasks.retrieval import corpus_texts
 
         docs = {normalize_text(t) for _, s in lt.units for t in corpus_texts(lt.task, s)}

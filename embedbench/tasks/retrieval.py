@@ -272,6 +272,7 @@ class Retrieval(Kind):
     item = "test queries"
     calibration_default = "a sample of its corpus (transductive: documents, never queries)"
     searches = True
+    corpus_calibration = True
 
     def check_main_score(self, task: Any) -> None:
         main = task.metadata.main_score

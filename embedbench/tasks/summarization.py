@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from embedbench.errors import EmbedbenchError
 from embedbench.stats import Resampler, counts
 from embedbench.tasks.base import Kind, LoadedTask, Unit
 
@@ -83,16 +84,22 @@ class Summarization(Kind):
 
         preds = raw[PREDICTIONS[lt.task.metadata.main_score]]
         humans = raw["human_scores"]
+        gold = self.gold(lt, unit)
+        if len(humans) < len(gold) and any(a == b for a, b in zip(gold, gold[1:], strict=False)):
+            raise EmbedbenchError(  # which of two equal rows mteb skipped is not knowable
+                f"{lt.name} {unit[0]}/{unit[1]}: mteb skipped texts and two neighbouring "
+                "texts have the same human scores; cannot align its predictions"
+            )
         out: list[float | None] = []
         j = 0
-        for human in self.gold(lt, unit):
+        for human in gold:
             if j < len(humans) and np.allclose(humans[j], human, rtol=0, atol=1e-12):
                 out.append(float(spearmanr(humans[j], preds[j]).statistic))
                 j += 1
             else:
                 out.append(None)
         if j != len(humans):
-            raise ValueError(f"{lt.name}: mteb's kept texts do not align with the data")
+            raise EmbedbenchError(f"{lt.name}: mteb's kept texts do not align with the data")
         return out
 
     def resampler(self, gold: Any) -> Resampler:

@@ -65,32 +65,35 @@ def _eval_splits(kind: str, folder: Path, splits: list[str] | None) -> list[str]
     return wanted
 
 
-def _check_labels(lt: LoadedTask, folder: Path) -> None:
+def _binary_labels(lt: LoadedTask, folder: Path) -> None:
+    """PairClassification: labels are 0 or 1."""
+    col = lt.task.label_column_name
+    for split in lt.splits:
+        path = folder / f"{split}.jsonl"
+        for lineno, row in read_numbered_jsonl(path):
+            if row[col] not in (0, 1):
+                raise UserError(f"{path}:{lineno}: '{col}' must be 0 or 1, got {row[col]!r:.40}")
+
+
+def _labels_in_train(lt: LoadedTask, folder: Path) -> None:
     """Classification: every test label occurs in train (else the classifier cannot
-    answer it); PairClassification: labels are 0 or 1."""
-    task = lt.task
-    if lt.type == "PairClassification":
-        for split in lt.splits:
-            path = folder / f"{split}.jsonl"
-            for lineno, row in read_numbered_jsonl(path):
-                if row[task.label_column_name] not in (0, 1):
-                    raise UserError(
-                        f"{path}:{lineno}: '{task.label_column_name}' must be 0 or 1, "
-                        f"got {row[task.label_column_name]!r:.40}"
-                    )
-    if lt.type == "Classification":
-        train_path = folder / f"{task.train_split}.jsonl"
-        if not train_path.is_file():
-            raise UserError(f"task folder {folder}: Classification needs {train_path.name}")
-        train = set(lt.dataset("default", task.train_split)[task.label_column_name])
-        for split in lt.splits:
-            path = folder / f"{split}.jsonl"
-            for lineno, row in read_numbered_jsonl(path):
-                if row[task.label_column_name] not in train:
-                    raise UserError(
-                        f"{path}:{lineno}: label {row[task.label_column_name]!r:.40} does not "
-                        f"occur in {train_path.name} (the classifier never sees it)"
-                    )
+    answer it)."""
+    task, col = lt.task, lt.task.label_column_name
+    train_path = folder / f"{task.train_split}.jsonl"
+    if not train_path.is_file():
+        raise UserError(f"task folder {folder}: Classification needs {train_path.name}")
+    train = set(lt.dataset("default", task.train_split)[col])
+    for split in lt.splits:
+        path = folder / f"{split}.jsonl"
+        for lineno, row in read_numbered_jsonl(path):
+            if row[col] not in train:
+                raise UserError(
+                    f"{path}:{lineno}: label {row[col]!r:.40} does not occur in "
+                    f"{train_path.name} (the classifier never sees it)"
+                )
+
+
+CHECKS = {"PairClassification": _binary_labels, "Classification": _labels_in_train}
 
 
 def load_user_task(spec: Any, data_dir: Path | None) -> LoadedTask:
@@ -128,5 +131,6 @@ def load_user_task(spec: Any, data_dir: Path | None) -> LoadedTask:
     source = load_local(task, kind, folder)
     source["kind"] = "user"
     lt = LoadedTask(spec.name, task, kind, source, spec.calibration or "", entry=spec)
-    _check_labels(lt, folder)
+    if spec.kind in CHECKS:
+        CHECKS[spec.kind](lt, folder)
     return lt
