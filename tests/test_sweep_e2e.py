@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from embedbench.tasks import resampler
 from tests.conftest import run_cli, write_config
 
 pytestmark = pytest.mark.slow  # end to end through the real model and mteb
@@ -120,7 +121,6 @@ def test_seeds_controls_chance_and_predictions(sweep):
     """Fitted techniques run over 2 seeds; the svd chain gets its float control; classification
     rows carry a chance-corrected retention; every row's predictions are written and
     reproduce its score."""
-    from embedbench import stats
     from embedbench.predictions import RunPredictions
 
     out, _ = sweep
@@ -146,8 +146,9 @@ def test_seeds_controls_chance_and_predictions(sweep):
     assert preds is not None
     for r in rows:
         cell = preds.cell(r["task"], r["provider"], r["model"], r["technique"])
-        items = stats.Items(preds.kind(r["task"]), preds.gold(r["task"]))
-        assert items.point(cell.predictions) == pytest.approx(float(r["score"]), abs=1e-6)
+        ((unit, gold),) = preds.gold(r["task"]).items()  # one unit: default/test
+        items = resampler(preds.kind(r["task"]), gold)
+        assert items.point(cell.predictions[unit]) == pytest.approx(float(r["score"]), abs=1e-6)
 
 
 def test_rerun_is_free_and_byte_identical(tmp_path, data_dir, cache_file, sweep):
