@@ -60,11 +60,13 @@ class WeightedF1Resampler(Resampler):
         return (support * f1).sum(axis=1) / support.sum(axis=1)
 
     def _support(self, W: np.ndarray) -> np.ndarray:
-        from scipy.sparse import csr_matrix
+        """Weight of each gold class under item weights W (b × classes)."""
+        if not hasattr(self, "_truth"):  # the item → gold class map, built once
+            from scipy.sparse import csr_matrix
 
-        n, c = len(self.gold), len(self.classes)
-        T = csr_matrix((np.ones(n), (np.arange(n), self.true)), shape=(n, c))
-        return (T.T @ W.T).T
+            n, c = len(self.gold), len(self.classes)
+            self._truth = csr_matrix((np.ones(n), (np.arange(n), self.true)), shape=(n, c))
+        return (self._truth.T @ W.T).T
 
     def point(self, preds: Any) -> float:
         ((H, P),) = self.prepare([preds])

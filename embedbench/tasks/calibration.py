@@ -107,7 +107,9 @@ def calibration_texts(
     src = lt.memo.get(("calibration", default_split))
     if src is None:
         src = lt.memo[("calibration", default_split)] = source(lt, default_split, data_dir)
-    held_out = {normalize_text(t) for t in lt.eval_texts()}
+    held_out = lt.memo.get("held_out")
+    if held_out is None:  # the evaluated texts, normalised once per task
+        held_out = lt.memo["held_out"] = {normalize_text(t) for t in lt.eval_texts()}
     unique = [t for t in dict.fromkeys(src.texts) if normalize_text(t) not in held_out]
     if not unique:
         raise UserError(

@@ -41,8 +41,8 @@ def v_measure(C: np.ndarray) -> np.ndarray:
     b = C.shape[0]
     h_c = _entropy(C.sum(axis=2))
     h_k = _entropy(C.sum(axis=1))
-    h_ck = _entropy(C.reshape(b, -1)) - h_k  # H(C|K) = H(C,K) - H(K)
-    h_kc = _entropy(C.reshape(b, -1)) - h_c
+    h_joint = _entropy(C.reshape(b, -1))
+    h_ck, h_kc = h_joint - h_k, h_joint - h_c  # H(C|K) = H(C,K) - H(K), and H(K|C)
     with np.errstate(invalid="ignore", divide="ignore"):
         hom = np.where(h_c > 0, 1.0 - h_ck / h_c, 1.0)
         com = np.where(h_k > 0, 1.0 - h_kc / h_k, 1.0)

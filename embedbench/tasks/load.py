@@ -58,8 +58,8 @@ def _read_split(task: Any, kind: Any, path: Path) -> Any:
         raise UserError(f"{path}: cannot be read as one table ({type(e).__name__}: {e})") from None
 
 
-def _load_splits(task: Any, kind: Any, folder: Path, splits: list[str]) -> tuple[Any, list[Path]]:
-    """`DatasetDict` of the `<split>.jsonl` files of `folder` that the task needs."""
+def _load_splits(task: Any, kind: Any, folder: Path) -> tuple[Any, list[Path]]:
+    """`DatasetDict` of every `<split>.jsonl` file of `folder`."""
     from datasets import DatasetDict
 
     files = sorted(folder.glob("*.jsonl"))
@@ -90,11 +90,11 @@ def load_local(task: Any, kind: Any, folder: Path) -> dict[str, Any]:
         task.hf_subsets = [s for s in wanted if s in present]  # evaluate what is present
         dataset = {}
         for s in task.hf_subsets:
-            dataset[s], sub_files = _load_splits(task, kind, present[s], list(task.eval_splits))
+            dataset[s], sub_files = _load_splits(task, kind, present[s])
             files += sub_files
         task.dataset = dataset
     else:
-        task.dataset, files = _load_splits(task, kind, folder, list(task.eval_splits))
+        task.dataset, files = _load_splits(task, kind, folder)
     task.data_loaded = True
     return {
         "kind": "local",
