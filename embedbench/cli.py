@@ -100,6 +100,8 @@ def run(
     from embedbench.tables import markdown_table
 
     click.echo(markdown_table(result.rows))
+    for line in result.warnings:
+        click.echo(f"warning: {line}", err=True)
     click.echo(
         (
             f"skipped {len(result.skipped)} cells that do not apply (see manifest.json)\n"

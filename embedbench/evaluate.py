@@ -231,6 +231,7 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
     if not math.isfinite(score):  # never a number in a table (the driver stops the run)
         raise EmbedbenchError(f"{lt.name} × {job.technique}: mteb scored {score}")
     check_consistent(lt, scores, preds)
+    mse = None if native else distortion(tech, job.calibration, recorder, lt)
     return EvalRecord(
         key=job.key,
         task=lt.name,
@@ -246,4 +247,24 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
         bytes_per_vector=tech.bytes_per_vector(d_in),
         secondary_bytes=secondary,
         unit_scores=scores,
+        mse=mse,
     )
+
+
+def distortion(tech: Any, X_cal: np.ndarray, recorder: _Recorder, lt: LoadedTask) -> float:
+    """Mean squared error of the technique's reconstructions of the evaluated texts'
+    unit vectors (`quantize.distortion`); texts mteb encoded only to train a
+    classifier are left out."""
+    from embedbench.quantize.distortion import Reconstruction
+
+    if "eval_texts" not in lt.memo:
+        lt.memo["eval_texts"] = frozenset(lt.eval_texts())
+    evaluated = lt.memo["eval_texts"]
+    parts = [
+        recorder.get(sel, purpose)
+        for purpose, texts in sorted(recorder.requested.items())
+        if (sel := [t for t in texts if t in evaluated])
+    ]
+    if not parts:
+        return float("nan")
+    return Reconstruction(tech, X_cal).mse(np.concatenate(parts))

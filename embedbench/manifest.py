@@ -69,6 +69,7 @@ def manifest(result: RunResult, wall_seconds: float, cache_path: Path) -> dict[s
         "cells": len(result.rows),
         "evaluations": result.evaluations,
         "skipped_cells": result.skipped,
+        "warnings": result.warnings,
     }
 
 

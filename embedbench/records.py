@@ -17,7 +17,7 @@ from typing import Any
 # the atomic writer (runner imports these two from here too)
 from embedbench.io import remove_stale_temporaries, write_json_atomic
 
-RECORD_VERSION = 3
+RECORD_VERSION = 4
 PACKAGE = Path(__file__).resolve().parent
 
 
@@ -64,6 +64,7 @@ class EvalRecord:
     bytes_per_vector: int = 0  # the fitted code's size (searched tier)
     secondary_bytes: int = 0  # per-vector copies kept for re-ranking
     unit_scores: dict[str, float] = field(default_factory=dict)  # unit key -> main score
+    mse: float | None = None  # reconstruction error of the evaluated unit vectors
 
 
 def evaluation_key(parts: dict[str, Any]) -> str:

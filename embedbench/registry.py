@@ -11,6 +11,7 @@ from embedbench.config import Config, ProviderSpec
 from embedbench.errors import UserError, unknown_name
 from embedbench.providers.base import Provider
 from embedbench.quantize import CODES, PRESETS, TRANSFORMS, Technique, parse_technique
+from embedbench.quantize.grammar import CODE_FAMILIES
 
 # family -> "module:Class", imported only when used (boto3 and cohere load slowly).
 PROVIDERS: dict[str, str] = {
@@ -82,13 +83,15 @@ def _build_base(name: str, seed: int = 0) -> Technique:
             raise unknown_name("native technique", name, [PREFIX + k for k in KINDS]) from None
     try:
         return parse_technique(name, seed)
+    except ValueError as e:  # a faiss factory string faiss rejects
+        raise UserError(f"techniques: {name}: {e}") from None
     except KeyError as e:
         part = e.args[0]
         if part == name:
             raise unknown_name("technique", name, technique_catalog()) from None
         code = PRESETS.get(name, name).split("+")[-1]
         kind = "code" if part == code and code not in CODES else "transform"
-        allowed = CODES if kind == "code" else TRANSFORMS
+        allowed = [*CODES, *CODE_FAMILIES] if kind == "code" else TRANSFORMS
         raise unknown_name(f"{kind} in technique '{name}'", part, allowed) from None
 
 
@@ -252,10 +255,25 @@ def check_calibration(techniques: list[str], n_cal: int, dim: int, where: str) -
             )
 
 
+def training_notes(techniques: list[str], n_cal: int, dim: int) -> list[str]:
+    """One line per technique whose code's training asks for more calibration vectors
+    than it gets (it is still fitted on calibration only, never on evaluated texts)."""
+    out = []
+    for name in techniques:
+        tech = build_technique(name)
+        note = tech.code.training_note(n_cal, tech.out_dim(dim))
+        if note:
+            out.append(f"{name}: {note}")
+    return out
+
+
 def check_dims(techniques: list[str], dim: int, where: str) -> None:
     """A `UserError` for a technique that cannot code `dim`-dimensional vectors (trunc<k>)."""
     for name in techniques:
+        tech = build_technique(name)
         try:
-            build_technique(name).out_dim(dim)
+            problem = tech.code.check(tech.out_dim(dim))
         except ValueError as e:
-            raise UserError(f"techniques: {name} does not apply to {where}: {e}") from None
+            problem = str(e)
+        if problem:
+            raise UserError(f"techniques: {name} does not apply to {where}: {problem}")

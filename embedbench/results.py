@@ -11,6 +11,9 @@ code in the searched (fast) tier, `secondary_bytes_per_vector` what a re-ranking
 search keeps beside it (float or int8 copies), `total_bytes_per_vector` their sum.
 `size_multiplier` = 4·d / total bytes (the footprint: a re-ranked 1-bit index that
 keeps every float vector is ≈ 1×, never 32×); `fast_size_multiplier` = 4·d / code bytes.
+`mse` is the code's reconstruction error of the task's evaluated unit vectors and
+`mse_vs_bound` its ratio to Shannon's Gaussian bound 2^(−2·bits_per_dim)
+(`embedbench.quantize.distortion`).
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ COLUMNS = [
     "seed_low",
     "seed_high",
     "seed_sd",
+    "mse",
+    "mse_vs_bound",
     "interval_method",
     "calibration",
 ]
@@ -82,7 +87,7 @@ DESCRIPTIVE = tuple(
 )
 MEASURED = tuple(
     "interval_method ci_mc_error control_retention control_ci_low control_ci_high "
-    "retention_chance_corrected seed_low seed_high seed_sd".split()
+    "retention_chance_corrected seed_low seed_high seed_sd mse mse_vs_bound".split()
 )
 NOT_IDENTITY = frozenset((*NUMERIC, *INTERVAL, "verdict", *DESCRIPTIVE, *MEASURED))
 
@@ -121,6 +126,14 @@ class CellResult:
     subset: str = "default"  # mteb hf_subset, or "all" (the task's mean over subsets)
     split: str = "test"  # evaluation split, or "all"
     scope: str = "task"  # "task": the task as mteb scores it; "unit": one subset × split
+    mse: float | None = None  # reconstruction error of the task's evaluated unit vectors
+
+    @property
+    def mse_vs_bound(self) -> float | None:
+        """`mse` over Shannon's Gaussian bound at this code's bits per dimension."""
+        from embedbench.quantize.distortion import shannon_bound
+
+        return None if self.mse is None else self.mse / shannon_bound(self.bits_per_dim)
 
     @property
     def total_bytes(self) -> int:
@@ -181,6 +194,8 @@ def row_values(r: CellResult) -> dict[str, str]:
         "seed_low": _f(sp and sp.low, ".2f"),
         "seed_high": _f(sp and sp.high, ".2f"),
         "seed_sd": _f(sp and sp.sd, ".2f"),
+        "mse": _f(r.mse, ".4g"),
+        "mse_vs_bound": _f(r.mse_vs_bound, ".3g"),
         "interval_method": r.interval_method,
         "calibration": r.calibration,
     }
@@ -290,6 +305,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     evaluations: dict[str, int] = field(default_factory=lambda: {"run": 0, "resumed": 0})
     skipped: list[str] = field(default_factory=list)  # cells that do not apply
+    warnings: list[str] = field(default_factory=list)  # e.g. a codec trained on too few
     predictions: PredictionWriter = field(default_factory=PredictionWriter)
     git: dict[str, Any] = field(default_factory=dict)  # commit and dirty flag at the start
 

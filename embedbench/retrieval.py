@@ -101,7 +101,10 @@ class CodeSearch:
       normalised decoded query and documents, i.e. exactly what mteb's encoder path
       (`TechniqueEncoder` + `SearchEncoderWrapper`) scores.
     - asymmetric: the float query, passed through the technique's transforms only and
-      normalised, against the decoded documents (for sign codes the ±1 vectors / √d),
+      normalised, against the decoded documents (for sign codes the ±1 vectors / √d;
+      a code that is an inner-product estimator, `code.ip_estimator`: PQ/RQ/SQ's
+      look-up-table score, RaBitQ's and TurboQuant-prod's estimators, scores
+      <q, decoded document> with the documents not re-normalised, as the engines do),
       with `IndexFlatIP` over the decoded documents in both cases: numpy would be the
       same arithmetic, faiss keeps one search path and is fast.
     - rescoring (`rescore_multiplier=m`): the first top_k·m documents of the code
@@ -234,7 +237,11 @@ class CodeSearch:
             self.docs = None
         else:
             docs = self.technique.decode(codes, d).astype(np.float32)
-            self.docs = np.ascontiguousarray(l2_normalize(docs) if self.normalize else docs)
+            # an inner-product estimator's decoded documents keep their scale (re-normalising
+            # them would bias the estimate the codec was built for)
+            estimator = self.asymmetric and self.technique.code.ip_estimator
+            normalize = self.normalize and not estimator
+            self.docs = np.ascontiguousarray(l2_normalize(docs) if normalize else docs)
             index = faiss.IndexFlatIP(self.d_out)
             index.add(self.docs)
         self._ranker = _Ranker(index, n)

@@ -64,6 +64,11 @@ def _preds(rec: EvalRecord, units: list[str]) -> Any:
     return rec.predictions[units[0]] if len(units) == 1 else {u: rec.predictions[u] for u in units}
 
 
+def _mean_mse(recs: list[EvalRecord]) -> float | None:
+    values = [r.mse for r in recs if r.mse is not None]
+    return sum(values) / len(values) if values else None
+
+
 def task_rows(
     tr: TaskRows,
     base: EvalRecord,
@@ -118,6 +123,7 @@ def task_rows(
                 chance_corrected=None
                 if rec is base
                 else stats.chance_corrected(score, float_score, chance),
+                mse=_mean_mse(recs),
                 spread=stats.seed_spread([100.0 * _score(r, units) / float_score for r in recs])
                 if len(recs) > 1
                 else None,

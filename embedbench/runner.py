@@ -35,7 +35,7 @@ from embedbench.records import (
     remove_stale_temporaries,
     write_json_atomic,
 )
-from embedbench.registry import build_technique, check_calibration, check_dims
+from embedbench.registry import build_technique, check_calibration, check_dims, training_notes
 from embedbench.results import CellResult, RunResult
 from embedbench.rows import TaskRows, technique_rows
 from embedbench.tasks import LoadedTask, calibration_texts, load_task
@@ -97,6 +97,8 @@ class _Sweep:
         check_dims(self.config.techniques, X_cal.shape[1], spec.label)  # before any evaluation
         where = f"{spec.label} × {lt.name}"
         check_calibration(self.config.techniques, len(X_cal), X_cal.shape[1], where)
+        for note in training_notes(self.config.techniques, len(X_cal), X_cal.shape[1]):
+            self.result.warnings.append(f"{where}: {note}")
         key = tj.keys[BASELINE, 0] = tj.key(BASELINE, 0)
         tj.baseline = self.records.get(key)
         if tj.baseline is None:

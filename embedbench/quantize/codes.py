@@ -49,6 +49,18 @@ class Code(ABC):
         """Fixed cost of fitted parameters, reported apart from the per-vector size."""
         return 0
 
+    def check(self, d: int) -> str | None:
+        """Why this code cannot code d-dimensional vectors (None: it can)."""
+        return None
+
+    def training_note(self, n_train: int, d: int) -> str | None:
+        """A note when n_train calibration vectors are fewer than its training asks for."""
+        return None
+
+    # decode(encode(x)) estimates x for inner products with a float query, so an
+    # asymmetric search scores documents by <q, decoded> without re-normalising them
+    ip_estimator: bool = False
+
 
 def row_blocks(n: int, size: int = BLOCK):
     for start in range(0, n, size):

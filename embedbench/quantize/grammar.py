@@ -1,6 +1,9 @@
 """Technique names: presets, `transform+...+code` specs, and their float controls.
 
-Names: `transform+...+code`, each part a key of TRANSFORMS or CODES. A transform key
+Names: `transform+...+code`, each part a key of TRANSFORMS or a code: a key of CODES,
+or a member of a code family (`CODE_FAMILIES`): `faiss:<index_factory string>` (any
+faiss standalone codec, e.g. `faiss:OPQ24,PQ24`) and TurboQuant
+`turbo<b>[-prod]` (b in 1, 1.5, 2, 2.5, 3, 3.5, 4; `-prod` for b in 1..4). A transform key
 ending in `<k>` takes a positive integer parameter written in its place:
 `trunc128+binary` keeps the first 128 dimensions, then codes them as binary.
 `PRESETS` name the seed's seven techniques. `parse_technique` builds a `Technique`
@@ -14,13 +17,22 @@ import re
 
 import numpy as np
 
-from embedbench.quantize.codes import CODES, Float32
+from embedbench.quantize.codes import CODES, Code, Float32
 from embedbench.quantize.hadamard import RandomizedHadamard, RandomizedHadamardPadded
 from embedbench.quantize.rotations import ITQ, HaarRotation, PCAHaarRotation, SVDRotation
 from embedbench.quantize.technique import Technique
 from embedbench.quantize.transforms import DEFAULT_SEED, PARAM, Center, Transform, Truncate
 
 _PARAM_NAME = re.compile(r"(?P<base>[a-z][a-z-]*?)(?P<k>[1-9][0-9]*)")
+FAISS_PREFIX = "faiss:"
+_TURBO = re.compile(r"turbo(?P<b>1|1\.5|2|2\.5|3|3\.5|4)(?P<prod>-prod)?")
+_TURBO_PROD_BITS = ("1", "2", "3", "4")
+# what a code part may be besides a CODES key (for "allowed:" in errors and listings)
+CODE_FAMILIES = {
+    "faiss:<index_factory>": "any faiss standalone codec, e.g. faiss:PQ24, faiss:OPQ24,PQ24",
+    "turbo<b>": "TurboQuant (MSE), b in 1, 1.5, 2, 2.5, 3, 3.5, 4",
+    "turbo<b>-prod": "TurboQuant (inner product: b-1 bits MSE + 1-bit QJL), b in 1..4",
+}
 
 # Keys are what a spec is written with; `trunc<k>` stands for trunc1, trunc2, ...
 TRANSFORMS: dict[str, type[Transform]] = {
@@ -74,6 +86,34 @@ def build_transform(part: str, seed: int = 0) -> Transform:
     raise KeyError(part)
 
 
+def is_code_name(part: str) -> bool:
+    """A CODES key or a member of a code family (the factory string is checked later)."""
+    if part in CODES or (part.startswith(FAISS_PREFIX) and len(part) > len(FAISS_PREFIX)):
+        return True
+    m = _TURBO.fullmatch(part)
+    return bool(m) and (not m["prod"] or m["b"] in _TURBO_PROD_BITS)
+
+
+def build_code(part: str, seed: int = 0) -> Code:
+    """A code by name; a random one draws from `DEFAULT_SEED + seed`. Raises
+    `KeyError(part)` for a name that is no code, `ValueError` with faiss's reason for a
+    factory string faiss rejects."""
+    _check_seed(seed)
+    if part in CODES:
+        return CODES[part]()
+    if not is_code_name(part):
+        raise KeyError(part)
+    if part.startswith(FAISS_PREFIX):
+        from embedbench.quantize.faiss_codec import FaissCode
+
+        return FaissCode(part[len(FAISS_PREFIX) :], seed=DEFAULT_SEED + seed)
+    from embedbench.quantize.turbo import TurboQuant
+
+    m = _TURBO.fullmatch(part)
+    assert m is not None
+    return TurboQuant(float(m["b"]), prod=bool(m["prod"]), seed=DEFAULT_SEED + seed)
+
+
 def _split_spec(name: str) -> tuple[str, list[str], str]:
     """(spec, transform parts, code) of a preset or `transform+...+code` name.
 
@@ -81,7 +121,7 @@ def _split_spec(name: str) -> tuple[str, list[str], str]:
     """
     spec = PRESETS.get(name, name)
     *parts, code = spec.split("+")
-    if code not in CODES:
+    if not is_code_name(code):
         raise KeyError(code)
     return spec, parts, code
 
@@ -102,7 +142,7 @@ def parse_technique(name: str, seed: int = 0) -> Technique:
     spec, parts, code = _split_spec(name)
     transforms = [build_transform(t, seed) for t in parts]
     return Technique(
-        name=name, spec=spec, transforms=transforms, code=CODES[code](), seed=int(seed)
+        name=name, spec=spec, transforms=transforms, code=build_code(code, seed), seed=int(seed)
     )
 
 
