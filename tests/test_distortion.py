@@ -36,7 +36,8 @@ def test_shannon_bound_is_two_to_the_minus_two_b():
 @pytest.mark.parametrize(
     "name",
     ["float32", "center+float32", "svd+float32", "haar+float32", "hadamard+float32",
-     "hadamard-pad+float32", "itq+float32", "pca-haar+float32", "center+svd+float32"],
+     "hadamard-pad+float32", "itq+float32", "pca-haar+float32", "center+svd+float32",
+     "pca64+float32"],
 )  # fmt: skip
 def test_every_transform_is_undone_exactly(name):
     """A float code after any chain of invertible transforms reconstructs the vectors:

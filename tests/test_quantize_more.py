@@ -370,7 +370,7 @@ def test_every_transform_composes_with_every_code(tname, cname):
     X = _embeddings(9, d, seed=33)
     tech.fit(cal)
     k = tech.out_dim(d)
-    assert k == {"trunc<k>": 16, "hadamard-pad": 32}.get(tname, d)
+    assert k == {"trunc<k>": 16, "pca<k>": 16, "hadamard-pad": 32}.get(tname, d)
     packed = tech.encode(X)
     assert packed.dtype == np.uint8
     assert packed.shape == (9, tech.bytes_per_vector(d)) == (9, math.ceil(k * tech.code.bits / 8))
@@ -475,3 +475,29 @@ def test_compositions_chain_dimensions_and_sizes():
     assert tech.out_dim(d) == 384 and tech.bits_per_vector(d) == 384
     tech.fit(_gauss(200, d, seed=39))
     assert tech.encode(_gauss(3, d, seed=40)).shape == (3, 48)
+
+
+def test_pca_k_keeps_the_top_principal_directions():
+    """pca<k> centres and projects onto the k directions of largest calibration
+    variance: the kept variance is the sum of the top k eigenvalues, more than any
+    other k coordinates hold; sizes follow k; its float control is pca<k>+float32."""
+    from embedbench.quantize import control_spec
+
+    rng = np.random.default_rng(7)
+    X = (rng.normal(size=(2000, 32)) * np.linspace(3, 0.1, 32)) @ _haar_matrix(32, rng)
+    X = X.astype(np.float32)
+    tech = parse_technique("pca8+float32").fit(X)
+    Z = tech.transform(X)
+    assert Z.shape == (2000, 8)
+    assert np.allclose(Z.mean(axis=0), 0, atol=1e-4)
+    evals = np.sort(np.linalg.eigvalsh(np.cov(X.T, bias=True)))[::-1]
+    assert Z.var(axis=0).sum() == pytest.approx(evals[:8].sum(), rel=1e-4)
+    assert parse_technique("pca8+binary").fit(X).bytes_per_vector(32) == 1
+    assert control_spec("pca8+binary") == "pca8+float32"
+    with pytest.raises(ValueError, match="at most 32"):
+        parse_technique("pca40+binary").out_dim(32)
+
+
+def _haar_matrix(d: int, rng: np.random.Generator) -> np.ndarray:
+    Q, R = np.linalg.qr(rng.normal(size=(d, d)))
+    return Q * np.sign(np.diag(R))

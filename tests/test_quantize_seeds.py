@@ -75,6 +75,7 @@ TRANSFORM_FLAGS = {  # learns, random, keeps_cosines
     "hadamard": (False, True, True),
     "hadamard-pad": (False, True, True),
     "trunc<k>": (False, False, False),
+    "pca<k>": (True, False, False),
 }
 
 

@@ -19,7 +19,8 @@ Modules, one concept each (every name is re-exported here):
 - `codes`: the `Code` base and the codes (float32, fp16, int8, int4, 2bit, ternary,
   ternary-sym, binary, binary-centered), `CODES`;
 - `transforms`: the `Transform` base, `center`, `trunc<k>`;
-- `rotations`: the PCA basis and the matrix rotations `svd`, `haar`, `pca-haar`, `itq`;
+- `rotations`: the PCA basis, the matrix rotations `svd`, `haar`, `pca-haar`, `itq`,
+  and PCA dimension reduction `pca<k>`;
 - `hadamard`: the fast randomized Hadamard rotations `hadamard`, `hadamard-pad`;
 - `technique`: `Technique`, transforms then a code, fitted and sized;
 - `grammar`: names (`PRESETS`, `TRANSFORMS`, `transform+...+code`), `parse_technique`,
@@ -54,6 +55,7 @@ from embedbench.quantize.rotations import (
     RANK_RTOL,
     HaarRotation,
     PCAHaarRotation,
+    PCAReduce,
     SVDRotation,
     _pca_basis,
 )
@@ -87,6 +89,7 @@ __all__ = [
     "Int8",
     "MatrixRotation",
     "PCAHaarRotation",
+    "PCAReduce",
     "RandomizedHadamard",
     "RandomizedHadamardPadded",
     "SVDRotation",

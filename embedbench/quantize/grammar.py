@@ -19,7 +19,13 @@ import numpy as np
 
 from embedbench.quantize.codes import CODES, Code, Float32
 from embedbench.quantize.hadamard import RandomizedHadamard, RandomizedHadamardPadded
-from embedbench.quantize.rotations import ITQ, HaarRotation, PCAHaarRotation, SVDRotation
+from embedbench.quantize.rotations import (
+    ITQ,
+    HaarRotation,
+    PCAHaarRotation,
+    PCAReduce,
+    SVDRotation,
+)
 from embedbench.quantize.technique import Technique
 from embedbench.quantize.transforms import DEFAULT_SEED, PARAM, Center, Transform, Truncate
 
@@ -46,6 +52,7 @@ TRANSFORMS: dict[str, type[Transform]] = {
         PCAHaarRotation,
         ITQ,
         Truncate,
+        PCAReduce,
     )
 }
 

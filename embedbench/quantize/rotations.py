@@ -11,6 +11,7 @@ import numpy as np
 
 from embedbench.quantize.transforms import (
     DEFAULT_SEED,
+    PARAM,
     MatrixRotation,
     Transform,
     _matrix_out_dim,
@@ -214,6 +215,61 @@ class ITQ(Transform):
 
     def out_dim(self, d: int) -> int:
         return _matrix_out_dim(self, d)
+
+    def params_bytes(self) -> int:
+        return self.R.nbytes + self.mean.nbytes
+
+
+class PCAReduce(Transform):
+    """PCA dimension reduction: `(x − μ) · V_k`, the top k principal directions.
+
+    μ is the calibration mean and V_k (d × k) the first k columns of the calibration's
+    PCA basis (`_pca_basis`), largest variance first: the k-dimensional subspace that
+    keeps the most calibration variance, where truncation (`trunc<k>`) keeps whatever
+    the first k coordinates hold. Named `pca<k>`, e.g. `pca192+itq+binary` (ITQ's
+    original recipe: PCA to the code length, then the learned rotation). Not
+    orthogonal (centring, then a projection): read against its float control
+    `pca<k>+float32`. k larger than the calibration's numerical rank is a ValueError.
+    """
+
+    name = "pca" + PARAM
+    learns, random, keeps_cosines = True, False, False
+    needs_full_rank = True
+
+    def __init__(self, k: int):
+        if k < 1:
+            raise ValueError(f"pca{k}: k must be a positive integer")
+        self.k = k
+        self.name = f"pca{k}"
+
+    def out_dim(self, d: int) -> int:
+        if self.k > d:
+            raise ValueError(
+                f"{self.name}: cannot keep {self.k} principal directions of "
+                f"{d}-dimensional vectors (k must be at most {d})"
+            )
+        return self.k
+
+    def fit(self, X: np.ndarray) -> PCAReduce:
+        self.out_dim(X.shape[1])
+        X64 = np.asarray(X, dtype=np.float64)
+        V = _pca_basis(X64)
+        if V.shape[1] < self.k:
+            raise ValueError(
+                f"{self.name}: the calibration vectors have only {V.shape[1]} principal "
+                f"directions with variance, fewer than {self.k}"
+            )
+        mean = X64.mean(axis=0)
+        self.R = V[:, : self.k].astype(np.float32)
+        self.mean = mean.astype(np.float32)
+        self.offset = (mean @ V[:, : self.k]).astype(np.float32)
+        return self
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        self._require("R")
+        Z = np.asarray(X, dtype=np.float32) @ self.R
+        Z -= self.offset
+        return Z
 
     def params_bytes(self) -> int:
         return self.R.nbytes + self.mean.nbytes
