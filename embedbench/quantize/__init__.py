@@ -21,6 +21,8 @@ Modules, one concept each (every name is re-exported here):
 - `transforms`: the `Transform` base, `center`, `trunc<k>`;
 - `rotations`: the PCA basis and the matrix rotations `svd`, `haar`, `pca-haar`, `itq`;
 - `hadamard`: the fast randomized Hadamard rotations `hadamard`, `hadamard-pad`;
+- `turbo`: TurboQuant (`TurboQuant`: `turbo<b>`, `turbo<b>-prod`), a random rotation then
+  Lloyd–Max codebooks per coordinate, data-oblivious (not yet in `CODES` or the grammar);
 - `technique`: `Technique`, transforms then a code, fitted and sized;
 - `grammar`: names (`PRESETS`, `TRANSFORMS`, `transform+...+code`), `parse_technique`,
   `control_spec`.
@@ -66,6 +68,7 @@ from embedbench.quantize.transforms import (
     Transform,
     Truncate,
 )
+from embedbench.quantize.turbo import TurboQuant
 
 __all__ = [
     "BLOCK",
@@ -95,6 +98,7 @@ __all__ = [
     "TernarySym",
     "Transform",
     "Truncate",
+    "TurboQuant",
     "TwoBit",
     "_pca_basis",
     "build_transform",
