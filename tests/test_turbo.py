@@ -236,6 +236,9 @@ def test_names_flags_and_bad_widths():
     fitted = TurboQuant(2).fit(_unit(3, 64, seed=11))
     with pytest.raises(ValueError, match="fitted on 64"):
         fitted.encode(_unit(3, 32, seed=11))
+    with pytest.raises(ValueError, match="fitted on 64"):
+        fitted.decode(np.zeros((3, 8), dtype=np.uint8), 32)
+    assert fitted.fit(_unit(3, 32, seed=11)).encode(_unit(3, 32, seed=11)).shape == (3, 8)
     with pytest.raises(RuntimeError, match="before fit"):
         TurboQuant(2).params_bytes()
 

@@ -167,8 +167,7 @@ class _Group:
     vectorised comparisons and XORs per boundary (no search, no table look-up), and
     the planes pack with one np.packbits. Boundary semantics: a value on a boundary
     takes the level nearer 0; 0 itself is coded as −c_1 (sign bit 0, magnitude 0).
-    Rows are compared against the boundaries times their norm, so the direction is
-    quantized without dividing the row.
+    Decoding reads a table of the 2^k code values.
     """
 
     def __init__(self, book: Codebook, cols: slice, offset: int):
@@ -195,7 +194,10 @@ class _Group:
         return self.n * self.k
 
     def encode(self, U: np.ndarray, planes: np.ndarray, tmp: np.ndarray) -> None:
-        """Bit planes (m × k × n bool) of unit-vector coordinates U (m × n), overwritten."""
+        """Bit planes (m × k × n bool view) of rotated unit-row coordinates U (m × n).
+
+        U is overwritten (by |U|); `tmp` is an m × n bool scratch array.
+        """
         np.greater(U, 0, out=planes[:, 0])
         if self.k == 1:
             return
@@ -256,7 +258,8 @@ class TurboQuant(Code):
     stores its direction; decode returns the estimate of the unit vector. Cosine
     tasks need no norm. A zero row has no direction: it is coded as the all-zero
     rotated vector (every coordinate at the level just below 0), so the MSE variant
-    decodes it to a fixed vector, and the prod variant to an unbiased estimate of 0.
+    decodes it to a fixed vector, and the prod variant to an unbiased estimate of 0
+    (exactly 0 for b = 1, where γ = 0).
 
     `ip_estimator` is True for the prod variant: decode(encode(x)) is an unbiased
     estimator of x for inner products with a float query, so a search must not
@@ -267,7 +270,8 @@ class TurboQuant(Code):
     Nothing is fitted on data (`learns` False): `fit` records d and draws the
     rotation (and S) from `seed` (`random` True; the same seed gives byte-identical
     codes). encode/decode on another d than the fitted one raise; before any fit
-    they set themselves up for the d they see.
+    they set themselves up for the d they see. Encoding works on cache-sized row
+    blocks, row chunks on up to THREADS threads (the bytes do not depend on either).
 
     Layout of a code: one MSB-first bit stream of fixed-width fields, the rotated
     coordinates in order (the b + 1 bit group first for a fractional width; for
@@ -300,7 +304,10 @@ class TurboQuant(Code):
 
     def fit(self, X: np.ndarray) -> TurboQuant:
         """Record d and draw the rotation (and S) from `seed`: nothing is learnt from X."""
-        self._setup(np.asarray(X).shape[1])
+        d = np.asarray(X).shape[1]
+        if d != self.d:
+            self.d = None  # a new d: set up again
+        self._setup(d)
         return self
 
     def _setup(self, d: int) -> None:
