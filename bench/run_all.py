@@ -10,6 +10,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     "quantize_throughput.py",
     "rotation_throughput.py",
+    "turbo_throughput.py",
     "search_throughput.py",
     "fetch_scaling.py",
     "sweep_overhead.py",

@@ -22,6 +22,8 @@ Modules, one concept each (every name is re-exported here):
 - `rotations`: the PCA basis, the matrix rotations `svd`, `haar`, `pca-haar`, `itq`,
   and PCA dimension reduction `pca<k>`;
 - `hadamard`: the fast randomized Hadamard rotations `hadamard`, `hadamard-pad`;
+- `turbo`: TurboQuant (`TurboQuant`: `turbo<b>`, `turbo<b>-prod`), a random rotation then
+  Lloyd–Max codebooks per coordinate, data-oblivious (not yet in `CODES` or the grammar);
 - `technique`: `Technique`, transforms then a code, fitted and sized;
 - `grammar`: names (`PRESETS`, `TRANSFORMS`, `transform+...+code`), `parse_technique`,
   `control_spec`.
@@ -68,6 +70,7 @@ from embedbench.quantize.transforms import (
     Transform,
     Truncate,
 )
+from embedbench.quantize.turbo import TurboQuant
 
 __all__ = [
     "BLOCK",
@@ -98,6 +101,7 @@ __all__ = [
     "TernarySym",
     "Transform",
     "Truncate",
+    "TurboQuant",
     "TwoBit",
     "_pca_basis",
     "build_transform",

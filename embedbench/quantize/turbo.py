@@ -1,0 +1,477 @@
+"""TurboQuant (`turbo<b>`, `turbo<b>-prod`): a random rotation, then Lloyd–Max per coordinate.
+
+Zandieh, Daliri, Hadian, Mirrokni (2025), "TurboQuant: Online Vector Quantization
+with Near-optimal Distortion Rate", arXiv 2504.19874. Data-oblivious: nothing is
+fitted on data, the codebooks depend only on d and the bit width.
+
+- TurboQuant_mse (Section 3.1, Algorithm 1): rotate the unit vector x by a random
+  orthogonal Π; each coordinate of Πx then follows the density
+  f_d(x) = Γ(d/2) / (√π Γ((d−1)/2)) · (1 − x²)^((d−3)/2) on [−1, 1]
+  (x = 2B − 1 with B ~ Beta((d−1)/2, (d−1)/2); close to N(0, 1/d) for large d), and
+  distinct coordinates are nearly independent, so each is quantized on its own with
+  the Lloyd–Max (MSE-optimal scalar) codebook for f_d; dequantization is Π^T of the
+  centroids. The theorem's distortion E‖x − x̃‖² for unit x is ≈ 0.36, 0.117, 0.03,
+  0.009 at b = 1, 2, 3, 4 (the Gaussian Lloyd–Max values 0.3634, 0.1175, 0.03454,
+  0.009497; `expected_mse` gives the exact value for each d).
+- TurboQuant_prod (Section 3.2, Algorithm 2): the (b−1)-bit TurboQuant_mse, then
+  QJL on the residual r = x − x̃_mse: one bit sign(S r) a coordinate, S a d × d
+  matrix of i.i.d. N(0, 1), and γ = ‖r‖. x̃ = x̃_mse + √(π/2)/d · γ · S^T sign(S r)
+  is an unbiased estimator of x for inner products: E⟨y, x̃⟩ = ⟨y, x⟩ for any y.
+  The MSE quantizer alone is biased (by 2/π at b = 1). b = 1 is QJL alone.
+- Fractional widths (b + 0.5): the paper's outlier-channel split, two coordinate
+  groups with different widths. After the rotation every coordinate has the same
+  law, so half of them (the first ⌊d/2⌋ rotated coordinates) get b + 1 bits and
+  the rest b, each group with its own Lloyd–Max codebook for f_d.
+
+The rotation Π is the project's randomized Hadamard (`RandomizedHadamard`,
+orthogonal for every d: one window for a power of two, three overlapping ones
+otherwise), drawn from `seed`; S (prod) is drawn from `seed` too, from a stream
+of its own. The QJL step is done in the rotated coordinates (S applied to Πr, and
+Π^T once at the end): S Π^T is again a matrix of i.i.d. N(0, 1), so this is the
+paper's estimator with another Gaussian matrix, and saves one rotation.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedbench.quantize.codes import BLOCK, Code, row_blocks
+from embedbench.quantize.hadamard import RandomizedHadamard
+from embedbench.quantize.transforms import DEFAULT_SEED
+
+MSE_BITS = (1, 1.5, 2, 2.5, 3, 3.5, 4)  # widths of `turbo<b>`
+PROD_BITS = (1, 2, 3, 4)  # total widths of `turbo<b>-prod` (b − 1 MSE bits + 1 QJL bit)
+GAMMA_BYTES = 2  # the prod variant's residual norm γ, float16, after the packed bits
+LLOYD_TOL = 1e-12  # Lloyd–Max stops when no centroid moves more than this × 1/√d
+_S_STREAM = 0x51  # S is drawn from default_rng((seed, _S_STREAM)), apart from Π's signs
+
+
+# --- the coordinate density and its Lloyd–Max codebooks -----------------------------------
+
+
+def coordinate_density(x: np.ndarray, d: int) -> np.ndarray:
+    """f_d(x): the density of one coordinate of a uniformly random unit vector in R^d."""
+    from scipy.special import gammaln  # lazily: scipy.special takes 0.3 s to import
+
+    log_c = gammaln(d / 2) - gammaln((d - 1) / 2) - 0.5 * math.log(math.pi)
+    x = np.asarray(x, dtype=np.float64)
+    inside = np.abs(x) < 1
+    safe = np.where(inside, x, 0.0)
+    return np.where(inside, np.exp(log_c + (d - 3) / 2 * np.log1p(-(safe**2))), 0.0)
+
+
+@dataclass(frozen=True)
+class Codebook:
+    """Lloyd–Max codebook for f_d: 2^bits centroids, symmetric about 0 (float64, sorted).
+
+    `boundaries` are the 2^bits − 1 midpoints of consecutive centroids (so 0 is
+    one); `mass` the probability of each cell under f_d; `mse` = d · E[(x − c(x))²],
+    the expected ‖x − x̃‖² of a unit vector when every coordinate uses this codebook.
+    """
+
+    d: int
+    bits: int
+    centroids: np.ndarray
+    boundaries: np.ndarray
+    mass: np.ndarray
+    mse: float
+    iterations: int
+
+
+@functools.cache
+def lloyd_max(d: int, bits: int) -> Codebook:
+    """The Lloyd–Max codebook with 2^bits levels for f_d, computed once per (d, bits).
+
+    Lloyd iterations on the positive half (the codebook is symmetric), with exact
+    cell integrals instead of samples or a grid: the mass of [s, t] is a
+    regularized incomplete beta function, P(X > t) = I_{(1−t)/2}(a, a) with
+    a = (d − 1)/2, and the first moment is closed-form, ∫_t^1 x f_d(x) dx =
+    C/(d − 1) · (1 − t²)^a. Centroids are the cells' conditional means, boundaries
+    the midpoints of centroids; iterations stop when no centroid moves by more than
+    LLOYD_TOL/√d (at most a few hundred iterations, a few ms, for bits ≤ 4).
+    """
+    from scipy.special import betainc, gammaln  # lazily: 0.3 s to import
+
+    if d < 2:
+        raise ValueError(f"TurboQuant needs d ≥ 2 dimensions, got {d}")
+    if bits < 1 or bits > 8:
+        raise ValueError(f"Lloyd–Max codebook bits must be in 1..8, got {bits}")
+    a = (d - 1) / 2
+    log_c = gammaln(d / 2) - gammaln(a) - 0.5 * math.log(math.pi) - math.log(d - 1)
+    half = 1 << (bits - 1)
+    sigma = 1 / math.sqrt(d)
+
+    def cells(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boundaries 0 = t_0 < ... < t_half = 1, cell masses and conditional means."""
+        t = np.concatenate([[0.0], (c[:-1] + c[1:]) / 2, [1.0]])
+        upper = betainc(a, a, (1 - t) / 2)  # P(X > t)
+        upper[half] = 0.0
+        moment = np.zeros(half + 1)  # ∫_t^1 x f_d(x) dx
+        moment[:half] = np.exp(log_c + a * np.log1p(-(t[:half] ** 2)))
+        mass = upper[:-1] - upper[1:]
+        return t, mass, (moment[:-1] - moment[1:]) / mass
+
+    # start from evenly spaced levels over ±3σ (inside (0, 1) for every d ≥ 2)
+    c = np.minimum((np.arange(half) + 0.5) * 3 * sigma / half, (np.arange(half) + 0.5) / half)
+    iterations, moved = 0, math.inf
+    while moved >= LLOYD_TOL * sigma:
+        if iterations == 100_000:  # pragma: no cover - < 1000 iterations for bits ≤ 4
+            raise RuntimeError(f"Lloyd–Max did not converge for d={d}, bits={bits}")
+        new = cells(c)[2]
+        moved, c, iterations = np.abs(new - c).max(), new, iterations + 1
+    t, mass, _ = cells(c)
+    mse = 1.0 - d * 2.0 * float((mass * c**2).sum())  # E x² = 1/d; cells hold their means
+    centroids = np.concatenate([-c[::-1], c])
+    boundaries = np.concatenate([-t[1:half][::-1], [0.0], t[1:half]])
+    mass = np.concatenate([mass[::-1], mass])
+    for arr in (centroids, boundaries, mass):
+        arr.flags.writeable = False
+    return Codebook(d, bits, centroids, boundaries, mass, mse, iterations)
+
+
+def expected_mse(d: int, bits: float) -> float:
+    """E‖x − x̃‖² of TurboQuant_mse for a unit x in R^d, from the density (no sampling).
+
+    A fractional width b + 0.5 averages the b + 1 bit group (⌊d/2⌋ coordinates) and
+    the b bit group (the rest).
+    """
+    groups = _groups(d, bits)
+    return sum(n * lloyd_max(d, k).mse for n, k in groups) / d
+
+
+def _groups(d: int, bits: float) -> list[tuple[int, int]]:
+    """(coordinates, width) of each coordinate group, in storage order."""
+    k = math.floor(bits)
+    if bits == k:
+        return [(d, k)]
+    return [(d // 2, k + 1), (d - d // 2, k)]
+
+
+# --- coordinate groups: sign and Gray-coded magnitude as bit planes ------------------------
+
+
+class _Group:
+    """A run of rotated coordinates sharing one k-bit codebook, coded as k bit planes.
+
+    A coordinate's k bits are its sign (1: positive) and the index of its magnitude
+    among the 2^(k−1) positive centroids, Gray-coded, most significant first. The
+    magnitude index is #{positive boundaries t_j < |z|}; Gray bit i is the XOR of
+    the comparisons |z| > t_j over j ≡ 2^i (mod 2^(i+1)), so encoding is a few
+    vectorised comparisons and XORs per boundary (no search, no table look-up), and
+    the planes pack with one np.packbits. Boundary semantics: a value on a boundary
+    takes the level nearer 0; 0 itself is coded as −c_1 (sign bit 0, magnitude 0).
+    Decoding reads a table of the 2^k code values.
+    """
+
+    def __init__(self, book: Codebook, cols: slice, offset: int):
+        self.book, self.cols, self.k = book, cols, book.bits
+        self.n = cols.stop - cols.start
+        self.offset = offset  # first bit of this group's planes in the code
+        half = 1 << (self.k - 1)
+        self.cuts = book.boundaries[half:].astype(np.float32)  # t_1 < ... < t_{half−1}
+        # planes[p] for p = 1..k−1: Gray bit k−1−p of the magnitude, from comparisons j
+        self.xor_sets = [
+            [j for j in range(1, half) if j % (1 << (i + 1)) == 1 << i]
+            for i in range(self.k - 2, -1, -1)
+        ]
+        # the value of each k-bit code (sign bit first, then the Gray code)
+        gray = np.arange(half) ^ (np.arange(half) >> 1)
+        positive = book.centroids[half:]
+        table = np.empty(2 * half)
+        table[half + gray] = positive
+        table[gray] = -positive
+        self.table = table.astype(np.float32)
+
+    @property
+    def bits(self) -> int:
+        return self.n * self.k
+
+    def encode(self, U: np.ndarray, planes: np.ndarray, tmp: np.ndarray) -> None:
+        """Bit planes (m × k × n bool view) of rotated unit-row coordinates U (m × n).
+
+        U is overwritten (by |U|); `tmp` is an m × n bool scratch array.
+        """
+        np.greater(U, 0, out=planes[:, 0])
+        if self.k == 1:
+            return
+        np.abs(U, out=U)
+        for p, js in enumerate(self.xor_sets, start=1):
+            plane = planes[:, p]
+            np.greater(U, self.cuts[js[0] - 1], out=plane)
+            for j in js[1:]:
+                np.greater(U, self.cuts[j - 1], out=tmp)
+                np.logical_xor(plane, tmp, out=plane)
+
+    def decode(self, bits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Values (m × n float32) from the unpacked code bits (m × total, uint8 0/1)."""
+        m = len(bits)
+        planes = bits[:, self.offset : self.offset + self.bits].reshape(m, self.k, self.n)
+        code = planes[:, 0].copy()
+        for p in range(1, self.k):
+            code <<= 1
+            code |= planes[:, p]
+        return np.take(self.table, code, out=out)
+
+
+# --- the rotation's inverse ---------------------------------------------------------------
+
+
+def _rotate_back(rot: RandomizedHadamard, Z: np.ndarray, out: np.ndarray) -> None:
+    """out = Z Π^T (each window: H, then its signs; windows in reverse). Z is overwritten.
+
+    Z and out are C-contiguous float32 arrays of the same shape; no row blocking here
+    (callers pass cache-sized blocks).
+    """
+    n = rot.n
+    if len(rot.offsets) == 1:
+        res = rot._wht(Z, out)
+        np.multiply(res, rot.signs[0], out=out)
+        return
+    out[:] = Z
+    s1 = np.empty((len(Z), n), dtype=np.float32)
+    s0 = np.empty_like(s1)
+    for lo, signs in list(zip(rot.offsets, rot.signs, strict=True))[::-1]:
+        s0[:] = out[:, lo : lo + n]
+        np.multiply(rot._wht(s0, s1), signs, out=out[:, lo : lo + n])
+
+
+# --- the code -----------------------------------------------------------------------------
+
+
+class TurboQuant(Code):
+    """TurboQuant: randomized Hadamard rotation, then a Lloyd–Max codebook per coordinate.
+
+    `TurboQuant(bits)` is TurboQuant_mse with `bits` ∈ {1, 1.5, 2, 2.5, 3, 3.5, 4} a
+    coordinate (`turbo<bits>`); `TurboQuant(bits, prod=True)` is TurboQuant_prod with
+    b ∈ {1, 2, 3, 4} bits a coordinate in total, b − 1 of them MSE and one QJL sign,
+    plus γ as float16 (`turbo<b>-prod`; b = 1 is QJL alone). See the module docstring
+    for the algorithms.
+
+    Directions only: encode normalises each row (a zero row stays zero, no NaN) and
+    stores its direction; decode returns the estimate of the unit vector. Cosine
+    tasks need no norm. A zero row has no direction: it is coded as the all-zero
+    rotated vector (every coordinate at the level just below 0), so the MSE variant
+    decodes it to a fixed vector, and the prod variant to an unbiased estimate of 0
+    (exactly 0 for b = 1, where γ = 0).
+
+    `ip_estimator` is True for the prod variant: decode(encode(x)) is an unbiased
+    estimator of x for inner products with a float query, so a search must not
+    re-normalise the decoded documents (their norms are noisy on purpose). The MSE
+    variant's decoded vectors are shrunk (norm² ≈ 1 − D_mse) and biased for inner
+    products; re-normalising them is harmless.
+
+    Nothing is fitted on data (`learns` False): `fit` records d and draws the
+    rotation (and S) from `seed` (`random` True; the same seed gives byte-identical
+    codes). encode/decode on another d than the fitted one raise; before any fit
+    they set themselves up for the d they see. Encoding works on cache-sized row
+    blocks, row chunks on up to THREADS threads (the bytes do not depend on either).
+
+    Layout of a code: one MSB-first bit stream of fixed-width fields, the rotated
+    coordinates in order (the b + 1 bit group first for a fractional width; for
+    prod the b − 1 bit MSE fields, then the d QJL sign bits), padded to a byte,
+    then γ (prod, float16, little-endian).
+    """
+
+    learns, random = False, True
+    THREADS = min(4, os.cpu_count() or 1)  # row chunks encoded in parallel, as `hadamard`
+    BLOCK_FLOATS = 1 << 16  # floats per row block: the temporaries (~3.3 floats a value) fit L2
+
+    def __init__(self, bits: float, prod: bool = False, seed: int = DEFAULT_SEED):
+        allowed = PROD_BITS if prod else MSE_BITS
+        if bits not in allowed:
+            kind = "turbo<b>-prod" if prod else "turbo<b>"
+            raise ValueError(f"{kind} takes bits in {allowed}, got {bits}")
+        self.bits = int(bits) if bits == int(bits) else float(bits)
+        self.prod = prod
+        self.seed = seed
+        self.name = f"turbo{self.bits:g}" + ("-prod" if prod else "")
+        self.mse_bits = self.bits - 1 if prod else self.bits
+        self.d: int | None = None
+
+    @property
+    def ip_estimator(self) -> bool:
+        """decode(encode(x)) is unbiased for ⟨y, x⟩: do not re-normalise decoded vectors."""
+        return self.prod
+
+    # --- set-up ---
+
+    def fit(self, X: np.ndarray) -> TurboQuant:
+        """Record d and draw the rotation (and S) from `seed`: nothing is learnt from X."""
+        d = np.asarray(X).shape[1]
+        if d != self.d:
+            self.d = None  # a new d: set up again
+        self._setup(d)
+        return self
+
+    def _setup(self, d: int) -> None:
+        if self.d == d:
+            return
+        if self.d is not None:
+            raise ValueError(f"{self.name} was fitted on {self.d} dimensions, got {d}")
+        rot = RandomizedHadamard(self.seed)
+        rot.THREADS = 1  # this code runs its own row chunks in parallel
+        rot.fit(np.zeros((1, d), dtype=np.float32))
+        self.groups, col, bit = [], 0, 0
+        for n, k in _groups(d, self.mse_bits) if self.mse_bits else []:
+            self.groups.append(_Group(lloyd_max(d, k), slice(col, col + n), bit))
+            col, bit = col + n, bit + n * k
+        self.code_bits = bit + (d if self.prod else 0)  # the QJL plane last
+        if self.prod:
+            rng = np.random.default_rng((self.seed, _S_STREAM))
+            self.S = rng.standard_normal((d, d), dtype=np.float32)
+        self.rotation, self.d = rot, d
+
+    # --- sizes ---
+
+    def bytes_per_vector(self, d: int) -> int:
+        """Exactly ⌈bits a vector / 8⌉, plus γ's 2 bytes for prod."""
+        groups = _groups(d, self.mse_bits) if self.mse_bits else []
+        bits = sum(n * k for n, k in groups) + (d if self.prod else 0)
+        return math.ceil(bits / 8) + (GAMMA_BYTES if self.prod else 0)
+
+    def params_bytes(self) -> int:
+        """What a deployment stores besides the codes: codebooks, rotation, S.
+
+        The centroids as float32 (boundaries are their midpoints), the rotation's
+        random signs as `RandomizedHadamard` counts them (float32 each), and for
+        prod the d × d Gaussian S as float32: stored, not regenerated from the seed,
+        so a decoder does not depend on numpy's generator.
+        """
+        if self.d is None:
+            raise RuntimeError(f"code {self.name} used before fit")
+        size = sum(4 * len(g.book.centroids) for g in self.groups)
+        size += self.rotation.params_bytes()
+        return size + (self.S.nbytes if self.prod else 0)
+
+    # --- encode ---
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        n, d = X.shape
+        self._setup(d)
+        out = np.empty((n, self.bytes_per_vector(d)), dtype=np.uint8)
+        if not self.prod:
+            self._parallel(self._encode_rows, X, out, None)
+            return out
+        # prod: MSE planes and residuals by row blocks, then S for BLOCK rows at a time
+        # (one large BLAS product, not one per small block)
+        mse_bits = self.code_bits - d
+        planes = np.empty((min(n, BLOCK), self.code_bits), dtype=bool)
+        R = np.empty((min(n, BLOCK), d), dtype=np.float32)
+        for b in row_blocks(n):
+            m = b.stop - b.start
+            self._parallel(self._encode_rows, X[b], planes[:m], R[:m])
+            gamma = np.sqrt(np.vecdot(R[:m], R[:m]))
+            np.greater(R[:m] @ self.S.T, 0, out=planes[:m, mse_bits:])
+            out[b, :-GAMMA_BYTES] = np.packbits(planes[:m], axis=1)
+            out[b, -GAMMA_BYTES:] = gamma.astype("<f2").view(np.uint8).reshape(m, GAMMA_BYTES)
+        return out
+
+    def _parallel(self, fn, src: np.ndarray, out: np.ndarray, extra: np.ndarray | None) -> None:
+        """fn(src, out, extra, step) on contiguous row chunks, on up to THREADS threads."""
+        n = len(out)
+        step = max(1, self.BLOCK_FLOATS // self.d)
+        workers = min(self.THREADS, -(-n // (4 * step)))
+        if workers <= 1:
+            fn(src, out, extra, step)
+            return
+        bounds = [n * i // workers for i in range(workers + 1)]
+        with ThreadPoolExecutor(workers) as pool:  # numpy releases the GIL
+            chunks = [slice(lo, hi) for lo, hi in itertools.pairwise(bounds)]
+            jobs = [
+                pool.submit(fn, src[c], out[c], None if extra is None else extra[c], step)
+                for c in chunks
+            ]
+            for job in jobs:
+                job.result()
+
+    def _encode_rows(
+        self, X: np.ndarray, out: np.ndarray, residual: np.ndarray | None, step: int
+    ) -> None:
+        """Rotate, normalise and quantize rows of X by blocks of `step` rows.
+
+        MSE: the packed codes go to `out`. Prod: `out` receives the bool planes (the
+        QJL plane is left to the caller) and `residual` the residual directions
+        u − x̃_mse(u) in rotated coordinates.
+        """
+        rows, d = X.shape
+        m0 = min(rows, step)
+        Z = np.empty((m0, d), dtype=np.float32)
+        U = np.empty((m0, d), dtype=np.float32)
+        tmp = np.empty((m0, d), dtype=bool)
+        planes = None if self.prod else np.empty((m0, self.code_bits), dtype=bool)
+        sign_only = not self.prod and self.mse_bits == 1  # no norm needed
+        for b in row_blocks(rows, step):
+            m = b.stop - b.start
+            Zb, Ub = Z[:m], U[:m]
+            P = out[b] if self.prod else planes[:m]
+            self.rotation.apply(X[b], out=Zb)
+            if sign_only:
+                np.greater(Zb, 0, out=P)
+                out[b] = np.packbits(P, axis=1)
+                continue
+            norm = np.sqrt(np.vecdot(Zb, Zb))
+            inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
+            np.multiply(Zb, inv[:, None], out=Ub)  # the direction: a zero row stays zero
+            for g in self.groups:
+                c = g.cols
+                g_planes = P[:, g.offset : g.offset + g.bits].reshape(m, g.k, g.n)
+                g.encode(Ub[:, c], g_planes, tmp[:m, c])
+            if not self.prod:
+                out[b] = np.packbits(P, axis=1)
+                continue
+            Rb = residual[b]
+            np.multiply(Zb, inv[:, None], out=Rb)
+            bits = P.view(np.uint8)
+            for g in self.groups:
+                Rb[:, g.cols] -= g.decode(bits)
+
+    # --- decode ---
+
+    def decode(self, codes: np.ndarray, d: int) -> np.ndarray:
+        self._setup(d)
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        n = len(codes)
+        out = np.empty((n, d), dtype=np.float32)
+        if not self.prod:
+            self._parallel(self._decode_rows, codes, out, None)
+            return out
+        # prod: the QJL term √(π/2)/d · γ · S^T sign, for BLOCK rows at a time (one BLAS
+        # product), added to the MSE part before the rotation back
+        mse_bits = self.code_bits - d
+        for b in row_blocks(n):
+            bits = np.unpackbits(codes[b, :-GAMMA_BYTES], axis=1, count=self.code_bits)
+            signs = bits[:, mse_bits:].astype(np.float32) * 2 - 1
+            gamma = codes[b, -GAMMA_BYTES:].copy().view("<f2")[:, 0].astype(np.float32)
+            qjl = signs @ self.S
+            qjl *= (math.sqrt(math.pi / 2) / d * gamma)[:, None]
+            self._parallel(self._decode_rows, codes[b], out[b], qjl)
+        return out
+
+    def _decode_rows(
+        self, codes: np.ndarray, out: np.ndarray, qjl: np.ndarray | None, step: int
+    ) -> None:
+        """Centroids (plus the QJL term for prod) rotated back, by blocks of `step` rows."""
+        rows, d = out.shape
+        Z = np.empty((min(rows, step), d), dtype=np.float32)
+        for b in row_blocks(rows, step):
+            Zb = Z[: b.stop - b.start]
+            bits = np.unpackbits(codes[b], axis=1, count=self.code_bits)
+            for g in self.groups:
+                if len(self.groups) == 1:
+                    g.decode(bits, out=Zb)
+                else:
+                    Zb[:, g.cols] = g.decode(bits)
+            if qjl is not None:
+                if self.groups:
+                    Zb += qjl[b]
+                else:
+                    Zb[:] = qjl[b]
+            _rotate_back(self.rotation, Zb, out[b])
