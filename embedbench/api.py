@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from embedbench.cache import EmbeddingCache, NamespaceStats, default_cache_path
 from embedbench.compare import compare_runs
@@ -40,6 +43,22 @@ def validate(config_path: str | Path) -> Config:
     return config
 
 
+def _config(config_path: str | Path, output: str | Path | None) -> Config:
+    """The validated config, `output` (if given) replacing its run folder."""
+    config = validate(config_path)
+    return config.model_copy(update={"output": str(output)}) if output else config
+
+
+@contextmanager
+def _inputs(
+    config: Config, data_dir: str | Path | None, cache: str | Path | None
+) -> Iterator[tuple[Path | None, EmbeddingCache]]:
+    """The config's data folder and its embedding cache, open."""
+    folder = resolve_data_dir(data_dir, config.data_dir)
+    with EmbeddingCache(cache_path_for(cache, config)) as store:
+        yield folder, store
+
+
 def run(
     config_path: str | Path,
     data_dir: str | Path | None = None,
@@ -50,16 +69,12 @@ def run(
 ) -> tuple[RunResult, Path]:
     """Validate, run the sweep, write the outputs; returns the result and its folder."""
     t0 = time.perf_counter()
-    config = validate(config_path)
-    if output:
-        config = config.model_copy(update={"output": str(output)})
+    config = _config(config_path, output)
     check_output_dir(config.output_dir())
-    folder = resolve_data_dir(data_dir, config.data_dir)
-    path = cache_path_for(cache, config)
-    with EmbeddingCache(path) as store:
+    with _inputs(config, data_dir, cache) as (folder, store):
         kwargs = {"progress": progress} if progress else {}
         result = run_sweep(config, folder, store, resume=resume, **kwargs)
-    out = write_outputs(result, time.perf_counter() - t0, path)
+    out = write_outputs(result, time.perf_counter() - t0, store.path)
     return result, out
 
 
@@ -68,8 +83,7 @@ def plan(
 ) -> tuple[Config, list[PlanRow]]:
     """Texts, calls, tokens and cost per provider × task, calling no provider."""
     config = validate(config_path)
-    folder = resolve_data_dir(data_dir, config.data_dir)
-    with EmbeddingCache(cache_path_for(cache, config)) as store:
+    with _inputs(config, data_dir, cache) as (folder, store):
         return config, make_plan(config, folder, store)
 
 
@@ -141,23 +155,21 @@ def analyze(
     data_dir: str | Path | None = None,
     cache: str | Path | None = None,
     output: str | Path | None = None,
-    progress: ProgressFn | None = None,
-    max_texts: int | None = None,
+    **options: Any,
 ):
     """Singular-value decay of the float and each technique's decoded evaluation vectors.
 
     Writes singular_values.csv, spectrum_summary.csv/.md and spectrum.png into
     `<output or the config's run folder>/analysis/`; returns the
-    `embedbench.analyze.Analysis` and the written paths.
+    `embedbench.analyze.Analysis` and the written paths. `options` go to
+    `embedbench.analyze.analyze_config` (`progress`, `max_texts`); None is its default.
     """
     from embedbench.analyze import analyze_config, write_analysis
 
-    config = validate(config_path)
-    if output:
-        config = config.model_copy(update={"output": str(output)})
-    check_output_dir(config.output_dir() / "analysis")
-    folder = resolve_data_dir(data_dir, config.data_dir)
-    with EmbeddingCache(cache_path_for(cache, config)) as store:
-        kwargs = {"progress": progress} if progress else {}
-        result = analyze_config(config, folder, store, max_texts=max_texts, **kwargs)
-    return result, write_analysis(result, config.output_dir() / "analysis")
+    config = _config(config_path, output)
+    out = config.output_dir() / "analysis"
+    check_output_dir(out)
+    options = {k: v for k, v in options.items() if v is not None}
+    with _inputs(config, data_dir, cache) as (folder, store):
+        result = analyze_config(config, folder, store, **options)
+    return result, write_analysis(result, out)

@@ -9,6 +9,7 @@ import signal
 import sys
 import traceback
 import warnings
+from typing import Any
 
 import click
 
@@ -243,6 +244,7 @@ def stats(path: str | None) -> None:
 )
 @click.option(
     "--ignore-column",
+    "ignore_columns",
     multiple=True,
     metavar="COL",
     help="a column not to use as cell identity (repeatable)",
@@ -257,17 +259,7 @@ def stats(path: str | None) -> None:
 )
 @click.option("--seed", type=int, default=42, show_default=True, help="bootstrap seed")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable result")
-def compare(
-    new: str,
-    baseline: str,
-    max_drop: float,
-    allow_missing: bool,
-    fail_on_baseline_change: bool,
-    ignore_column: tuple[str, ...],
-    n_boot: int,
-    seed: int,
-    as_json: bool,
-) -> None:
+def compare(new: str, baseline: str, as_json: bool, **options: Any) -> None:
     """Compare run NEW with run BASELINE cell by cell; exit 1 on a regression.
 
     NEW and BASELINE are run folders (results/<name>/) or retention.csv files.
@@ -292,16 +284,7 @@ def compare(
     on one side only (named; --allow-missing compares the common cells).
     """
     try:
-        result = api.compare(
-            new,
-            baseline,
-            max_drop=max_drop,
-            allow_missing=allow_missing,
-            fail_on_baseline_change=fail_on_baseline_change,
-            ignore_columns=ignore_column,
-            n_boot=n_boot,
-            seed=seed,
-        )
+        result = api.compare(new, baseline, **options)  # `compare_tables` options
     except EmbedbenchError as e:
         if as_json:
             click.echo(json.dumps({"exit_code": e.exit_code, "status": "error", "error": _line(e)}))

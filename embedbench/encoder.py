@@ -17,6 +17,12 @@ import numpy as np
 
 from embedbench.quantize import Technique
 
+# what mteb's ModelMeta records and a model mteb does not know (an API model) does not say
+NOT_STATED = (
+    "loader release_date languages n_parameters memory_usage_mb max_tokens license open_weights "
+    "public_training_code public_training_data training_datasets"
+).split()
+
 Lookup = Callable[[list[str], Any], np.ndarray]  # (texts, prompt_type) -> float32 n × d
 
 
@@ -35,25 +41,10 @@ def model_meta(
     try:
         meta = mteb.get_model_meta(model_name)
     except (KeyError, ValueError):
-        meta = ModelMeta(
-            loader=None,
-            name=model_name if "/" in model_name else f"{provider.split(':')[0]}/{model_name}",
-            revision="api",
-            release_date=None,
-            languages=None,
-            n_parameters=None,
-            memory_usage_mb=None,
-            max_tokens=None,
-            embed_dim=embed_dim,
-            license=None,
-            open_weights=None,
-            public_training_code=None,
-            public_training_data=None,
-            framework=[],
-            similarity_fn_name="cosine",
-            use_instructions=False,
-            training_datasets=None,
-        )
+        name = model_name if "/" in model_name else f"{provider.split(':')[0]}/{model_name}"
+        fields = dict.fromkeys(NOT_STATED, None)
+        fields |= {"revision": "api", "framework": [], "similarity_fn_name": "cosine"}
+        meta = ModelMeta(name=name, embed_dim=embed_dim, use_instructions=False, **fields)
     kwargs = {"provider": provider, "technique": technique.spec, "normalize": normalize}
     return meta.model_copy(update={"experiment_kwargs": kwargs})
 

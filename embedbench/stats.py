@@ -67,11 +67,15 @@ def counts(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
     return np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
 
 
+GOLD_LENGTH = "prediction set and gold differ in length"
+
+
 class Resampler:
     """One evaluation unit's items (a task's subset × split) and how to score prediction
     sets on resamples of them. Each task kind (`embedbench.tasks`) has its own, with its
     natural resampling unit; `paired_bootstrap` only needs this protocol.
 
+    - `gold`: what a unit's items are scored against (`Kind.gold`), by default as an array;
     - `matrix(preds)`: a prediction set as an array (shape and equality checks);
     - `point(preds)`: its score on all items (mteb's main score, unrounded);
     - `prepare(preds_list)` / `scores(prepared, rng, b)`: the (b × k) scores of k sets
@@ -84,6 +88,9 @@ class Resampler:
     # estimate (for a statistic whose resampling is biased, e.g. a plug-in v-measure)
     centred: bool = False
 
+    def __init__(self, gold: Any):
+        self.gold = np.asarray(gold)
+
     def matrix(self, preds: Any) -> np.ndarray:
         raise NotImplementedError
 
@@ -95,6 +102,16 @@ class Resampler:
 
     def scores(self, mats: list[Any], rng: np.random.Generator, b: int) -> np.ndarray:
         raise NotImplementedError
+
+
+def shaped(
+    preds: Any, dtype: Any, shape: tuple[int, ...], mismatch: str = GOLD_LENGTH
+) -> np.ndarray:
+    """A prediction set as an array of `dtype` and `shape`; ValueError(`mismatch`) otherwise."""
+    m = np.asarray(preds, dtype=dtype)
+    if m.shape != shape:
+        raise ValueError(mismatch)
+    return m
 
 
 class Stratified(Resampler):

@@ -6,6 +6,7 @@ Built from the run's `CellResult` rows at the precision of retention.csv
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from embedbench.plots import FIGURES
@@ -119,35 +120,52 @@ def budget_table(rows: list[CellResult], by: str = "total") -> str:
     picked on the same test items it reports, so it is labelled "selected on test":
     a maximum of several noisy estimates is biased upward.
     """
+    import pandas as pd
+
     from embedbench.quantize import PRESETS
 
-    def size(r: CellResult) -> float:
-        return r.size_multiplier if by == "total" else r.fast_size_multiplier
+    size = "size_multiplier" if by == "total" else "fast_size_multiplier"
+    cands = pd.DataFrame(
+        [
+            (r, r.task, r.provider, r.model, r.technique, getattr(r, size), r.retention.retention)
+            for r in rows
+            if r.role != "control" and r.scope == "task"
+        ],
+        columns=["row", "task", "provider", "model", "technique", "size", "retention"],
+    )
+    cands["group"] = cands.groupby(["task", "provider", "model"], sort=False).ngroup()
+    cands["budget"] = [list(_budgets(s)) for s in cands["size"]]
+    # a row per (candidate, budget it fits), then the best of each group and budget
+    fits = cands.explode("budget").dropna(subset="budget").astype({"budget": int})
+    fits = fits.reset_index(drop=True)
 
-    def best(cands: list[CellResult]) -> CellResult | None:
-        return max(cands, key=lambda r: r.retention.retention) if cands else None
+    def best(fits: pd.DataFrame) -> pd.Series:  # (group, budget) → its best row
+        top = fits.groupby(["group", "budget"])["retention"].idxmax()
+        return fits.loc[top].set_index(["group", "budget"])["row"]
 
-    groups: dict[tuple[str, str, str], list[CellResult]] = {}
-    for r in rows:
-        if r.role != "control" and r.scope == "task":
-            groups.setdefault((r.task, r.provider, r.model), []).append(r)
+    first = cands.groupby("group")["row"].first()  # the label and dim of the group's rows
+    presets = best(fits[fits.technique.isin(list(PRESETS))])
     label = "footprint" if by == "total" else "searched tier"
     lines = [
         f"| task | provider:model | budget: size × ≥ ({label}) | bits/vector ≤ | best technique "
         "that fits, selected on test: retention % [95% CI] (its size ×) | best seed preset |",
         "|---|---|---:|---:|---|---|",
     ]
-    for (_task, provider, model), group in groups.items():
-        m = 1
-        while m <= max(size(r) for r in group) + 1e-9:
-            fits = [r for r in group if size(r) >= m - 1e-9]
-            top, preset = best(fits), best([r for r in fits if r.technique in PRESETS])
-            lines.append(
-                f"| {task_label(group[0])} | {provider}:{model} | {m} | {32 * group[0].dim // m} "
-                f"| {_cell(top)} ({size(top):.4g}) | {_cell(preset) if preset else '—'} |"
-            )
-            m *= 2
+    for (g, m), top in best(fits).items():
+        head, preset = first[g], presets.get((g, m))
+        lines.append(
+            f"| {task_label(head)} | {head.provider}:{head.model} | {m} | {32 * head.dim // m} "
+            f"| {_cell(top)} ({getattr(top, size):.4g}) | {_cell(preset) if preset else '—'} |"
+        )
     return "\n".join(lines) + "\n"
+
+
+def _budgets(size: float) -> Iterator[int]:
+    """The budgets a size multiplier fits: 1, 2, 4, ... up to `size`."""
+    m = 1
+    while m <= size + 1e-9:
+        yield m
+        m *= 2
 
 
 def image_links(images: list[str] | None) -> str:

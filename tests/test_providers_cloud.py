@@ -119,6 +119,14 @@ def cohere(server: FakeServer, model: str = "embed-english-v3.0", **options) -> 
     return CohereProvider(model, base_url=server.url, **{**FAST, **options})
 
 
+def provider_for(server: FakeServer, make: str, titan: str = TITAN1, **options):
+    """The provider a test's `make` names: "titan" (the `titan` model on Bedrock),
+    "cohere_br" (Cohere on Bedrock) or "cohere" (the Cohere API)."""
+    if make == "cohere":
+        return cohere(server, **options)
+    return bedrock(server, titan if make == "titan" else COHERE_BR, **options)
+
+
 def texts_n(n: int, prefix: str = "text") -> list[str]:
     return [f"{prefix} number {i} about topic {i % 7}" for i in range(n)]
 
@@ -318,11 +326,7 @@ def test_unknown_models_and_bad_options_are_user_errors(server):
 
 @pytest.mark.parametrize("make", ["titan", "cohere_br", "cohere"])
 def test_empty_text_is_user_error_before_any_call(server, cache, make):
-    p = {
-        "titan": lambda: bedrock(server, TITAN2),
-        "cohere_br": lambda: bedrock(server, COHERE_BR),
-        "cohere": lambda: cohere(server),
-    }[make]()
+    p = provider_for(server, make, titan=TITAN2)
     for bad in ["", "   \n"]:
         with pytest.raises(UserError, match="empty"):
             fetch(p, ["fine", bad], "document", cache)
@@ -433,11 +437,7 @@ RETRIED = ["throttle", "not_ready", "408", "424", "500", "503", "malformed"]
     ],
 )
 def test_transient_faults_are_retried(server, cache, fault, make):
-    p = {
-        "titan": lambda: bedrock(server, TITAN1),
-        "cohere_br": lambda: bedrock(server, COHERE_BR),
-        "cohere": lambda: cohere(server),
-    }[make]()
+    p = provider_for(server, make)
     server.inject(fault, fault)
     out = fetch(p, ["one text"], "query", cache)
     assert server.calls == 3
@@ -468,7 +468,7 @@ class FrozenClock:
 @pytest.mark.parametrize("make", ["titan", "cohere"])
 def test_retry_after_is_honoured(server, make):
     server.retry_after = "1"
-    p = bedrock(server, TITAN1) if make == "titan" else cohere(server)
+    p = provider_for(server, make)
     frozen = FrozenClock().attach(p.limiter)
     server.inject("throttle_retry_after")
     p.embed_batch(["x"], "query")
@@ -495,11 +495,7 @@ def test_retry_after_ms_and_cap(server):
 
 @pytest.mark.parametrize("make", ["titan", "cohere_br", "cohere"])
 def test_validation_error_is_user_error_not_retried(server, cache, make):
-    p = {
-        "titan": lambda: bedrock(server, TITAN1),
-        "cohere_br": lambda: bedrock(server, COHERE_BR),
-        "cohere": lambda: cohere(server),
-    }[make]()
+    p = provider_for(server, make)
     server.inject("400")
     texts = ["a", "b"] if make != "titan" else ["a"]
     with pytest.raises(UserError, match="injected validation error") as err:
@@ -533,11 +529,7 @@ def test_access_denied_is_user_error(server):
 @pytest.mark.parametrize("make", ["titan", "cohere"])
 def test_exhausted_retries_give_one_line_provider_error(server, cache, make):
     server.rates = {"503": 1.0}
-    p = (
-        bedrock(server, TITAN1, max_attempts=3)
-        if make == "titan"
-        else cohere(server, max_attempts=3)
-    )
+    p = provider_for(server, make, max_attempts=3)
     with pytest.raises(ProviderError) as err:
         fetch(p, ["x"], "query", cache)
     msg = str(err.value)
@@ -559,7 +551,7 @@ def test_sdk_retries_are_off(server):
 @pytest.mark.parametrize("make", ["titan", "cohere"])
 def test_timeouts_are_retried(server, make):
     server.slow_seconds = 0.6
-    p = bedrock(server, TITAN1, timeout=0.2) if make == "titan" else cohere(server, timeout=0.2)
+    p = provider_for(server, make, timeout=0.2)
     server.inject("slow")
     assert p.embed_batch(["x"], "query").vectors.shape[0] == 1
     assert server.calls == 2
@@ -576,12 +568,8 @@ def test_timeouts_are_retried(server, make):
     ],
 )
 def test_bad_answers_raise_and_are_never_cached(server, cache, fault, make):
-    if make == "titan":
-        p = bedrock(server, TITAN1, n_jobs=1)
-    elif make == "cohere_br":
-        p = bedrock(server, COHERE_BR, batch_size=2, n_jobs=1)
-    else:
-        p = cohere(server, batch_size=2, n_jobs=1)
+    batches = {} if make == "titan" else {"batch_size": 2}  # Titan: one text a call
+    p = provider_for(server, make, n_jobs=1, **batches)
     texts = ["t1", "t2", "t3", "t4"] if make != "titan" else ["t1", "t2"]
     server.inject("ok", fault)
     with pytest.raises(ProviderError, match="dimension|NaN|vectors for"):

@@ -1,9 +1,9 @@
 """The gate: match two runs' cells and apply the regression rule to each.
 
-`compare_tables` matches cells on their identity columns, runs the paired bootstrap
-(`embedbench.compare.paired`) where both runs have usable predictions, applies the
-rule (`diff_cell`) and collects warnings: columns on one side only, the point rule's
-reasons, moved float baselines. The rule is in the `embedbench.compare` docstring.
+`compare_tables` matches cells on their identity columns (a pandas merge), runs the
+paired bootstrap (`embedbench.compare.paired`) where both runs have usable predictions,
+applies the rule (`diff_cell`) and collects warnings: columns on one side only, the
+point rule's reasons, moved float baselines. The rule is in the `embedbench.compare` docstring.
 """
 
 from __future__ import annotations
@@ -12,13 +12,16 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedbench.compare import output
 from embedbench.compare.paired import NotPaired, Paired, paired_drops
 from embedbench.compare.tables import EPS, Row, Table, cell_name, load_table
 from embedbench.errors import UserError
 from embedbench.results import BASE_KEY, DESCRIPTIVE, extra_identity
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BASELINE_MOVE = 1e-4  # float_score difference that counts as "the baseline moved"
 
@@ -150,19 +153,47 @@ def diff_cell(
     )
 
 
-def _index(table: Table, identity: list[str], other: Table) -> dict[tuple[str, ...], Row]:
-    out: dict[tuple[str, ...], Row] = {}
-    for row in table.rows:
-        k = tuple(row.values[c] for c in identity)
-        if k in out:
-            only = [c for c in table.columns if c not in other.columns and c not in identity]
-            hint = f"; column(s) {', '.join(only)} exist only in this run" if only else ""
-            raise UserError(
-                f"{table.path} line {row.line}: cell {cell_name(row.values, identity[4:])} "
-                f"appears twice when matched on {', '.join(identity)}{hint}"
-            )
-        out[k] = row
-    return out
+def _keys(table: Table, columns: list[str]) -> pd.DataFrame:
+    """The `columns` values of each row: frame columns 0, 1, ...; frame row i is `table.rows[i]`."""
+    import pandas as pd
+
+    values = [[row.values[c] for c in columns] for row in table.rows]
+    return pd.DataFrame(values, columns=range(len(columns)))
+
+
+def _unique_keys(table: Table, identity: list[str], other: Table) -> pd.DataFrame:
+    """`_keys` on `identity`; a cell that appears twice is a UserError."""
+    keys = _keys(table, identity)
+    twice = keys.duplicated().to_numpy()
+    if twice.any():
+        row = table.rows[int(twice.argmax())]
+        only = [c for c in table.columns if c not in other.columns and c not in identity]
+        hint = f"; column(s) {', '.join(only)} exist only in this run" if only else ""
+        raise UserError(
+            f"{table.path} line {row.line}: cell {cell_name(row.values, identity[4:])} "
+            f"appears twice when matched on {', '.join(identity)}{hint}"
+        )
+    return keys
+
+
+def _match(
+    new: Table, baseline: Table, identity: list[str]
+) -> list[tuple[tuple[str, ...], Row | None, Row | None]]:
+    """(key, baseline row, new row) of every cell of either run, None on the side it is
+    missing from, merged on `identity`: the baseline's order, then the new run's cells."""
+    a, b = _unique_keys(new, identity, baseline), _unique_keys(baseline, identity, new)
+    on = list(b.columns)
+    both = b.assign(baseline=b.index).merge(a.assign(new=a.index), how="outer", on=on)
+    both = both.sort_values(["baseline", "new"], na_position="last", kind="stable")
+
+    def row(table: Table, at: float) -> Row | None:
+        return None if math.isnan(at) else table.rows[int(at)]
+
+    keys = both[on].itertuples(index=False, name=None)
+    return [
+        (k, row(baseline, ib), row(new, ia))
+        for k, ib, ia in zip(keys, both["baseline"], both["new"], strict=True)
+    ]
 
 
 def _manifest_context(new: Table, base: Table) -> list[str]:
@@ -204,31 +235,25 @@ def compare_tables(
             warnings.append(
                 f"column(s) {', '.join(only)} only in {side}; not used for matching or gating"
             )
-    a = _index(new, identity, baseline)
-    b = _index(baseline, identity, new)
-
     cells: list[CellDiff] = []
     why_point: Counter[str] = Counter()
-    order = list(b) + [k for k in a if k not in b]  # the baseline's order, new cells last
-    for k in order:
+    for k, bk, ak in _match(new, baseline, identity):
         key = dict(zip(identity, k, strict=True))
         name = cell_name(key, extra)
-        if k in a and k in b:
+        if bk is None:  # a float control against a baseline from before controls: "new control"
+            control = ak.values.get("role") == "control" and "role" not in baseline.columns
+            cells.append(CellDiff(key, name, "new control" if control else "only in new", new=ak))
+        elif ak is None:
+            cells.append(CellDiff(key, name, "only in baseline", baseline=bk))
+        else:
             paired = reason = None
-            if not (a[k].is_baseline or b[k].is_baseline):
+            if not (ak.is_baseline or bk.is_baseline):
                 try:
-                    paired = paired_drops(new, baseline, b[k], a[k], n_boot, seed)
+                    paired = paired_drops(new, baseline, bk, ak, n_boot, seed)
                 except NotPaired as e:  # the warning says why; a note only what is specific
                     why_point[e.reason] += 1
                     reason = e.detail if e.detail != e.reason else None
-            cells.append(diff_cell(key, name, b[k], a[k], max_drop, paired, reason))
-        elif k in a and a[k].values.get("role") == "control" and "role" not in baseline.columns:
-            # a float control this version adds, against a baseline from before controls
-            cells.append(CellDiff(key, name, "new control", new=a[k]))
-        elif k in a:
-            cells.append(CellDiff(key, name, "only in new", new=a[k]))
-        else:
-            cells.append(CellDiff(key, name, "only in baseline", baseline=b[k]))
+            cells.append(diff_cell(key, name, bk, ak, max_drop, paired, reason))
     n_controls = sum(c.status == "new control" for c in cells)
     if n_controls:
         warnings.append(
@@ -245,7 +270,7 @@ def compare_tables(
                 for reason, n in why_point.most_common()
             )
         )
-    moved, moved_warnings = _baseline_moves(a, b, extra)
+    moved, moved_warnings = _baseline_moves(new, baseline, extra)
     warnings += moved_warnings
     return Comparison(
         new=new,
@@ -261,35 +286,36 @@ def compare_tables(
     )
 
 
-def _baseline_moves(a: dict, b: dict, extra: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+def _baseline_moves(
+    new: Table, baseline: Table, extra: list[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Each (task, provider, model) whose float score moved, and a warning for each."""
+    group = [*BASE_KEY[:3], *extra]
 
-    def floats(index: dict[tuple[str, ...], Row]) -> dict[tuple[str, ...], float]:
-        out: dict[tuple[str, ...], float] = {}
-        for k, row in index.items():
-            out.setdefault(k[:3] + k[4:], row.float_score)
-        return out
+    def floats(table: Table) -> pd.DataFrame:  # each group's first float score
+        keys = _keys(table, group)
+        return keys.assign(f=[r.float_score for r in table.rows]).drop_duplicates(list(keys))
 
-    fa, fb = floats(a), floats(b)
+    both = floats(baseline).merge(floats(new), on=list(range(len(group))), suffixes=("b", "a"))
     moved, warnings = [], []
-    for g in fb:
-        if g in fa and abs(fa[g] - fb[g]) > BASELINE_MOVE:
-            group = dict(zip([*BASE_KEY[:3], *extra], g, strict=True))
-            label = f"{group['task']} / {group['provider']}:{group['model']}"
-            label += "".join(f" {c}={group[c]}" for c in extra)
-            moved.append(
-                {
-                    **group,
-                    "baseline_float_score": fb[g],
-                    "new_float_score": fa[g],
-                    "delta_points": round(100 * (fa[g] - fb[g]), 4),
-                }
-            )
-            warnings.append(
-                f"float baseline moved for {label}: {fb[g]:.6f} → {fa[g]:.6f} "
-                f"({100 * (fa[g] - fb[g]):+.2f} score points); retentions are relative to "
-                "different baselines (model, provider, data or mteb changed?)"
-            )
+    changed = both[(both.fa - both.fb).abs() > BASELINE_MOVE]
+    for *g, fb, fa in changed.itertuples(index=False, name=None):
+        group_key = dict(zip(group, g, strict=True))
+        label = f"{group_key['task']} / {group_key['provider']}:{group_key['model']}"
+        label += "".join(f" {c}={group_key[c]}" for c in extra)
+        moved.append(
+            {
+                **group_key,
+                "baseline_float_score": fb,
+                "new_float_score": fa,
+                "delta_points": round(100 * (fa - fb), 4),
+            }
+        )
+        warnings.append(
+            f"float baseline moved for {label}: {fb:.6f} → {fa:.6f} "
+            f"({100 * (fa - fb):+.2f} score points); retentions are relative to "
+            "different baselines (model, provider, data or mteb changed?)"
+        )
     return moved, warnings
 
 

@@ -25,10 +25,14 @@ def unit_key(unit: Unit) -> str:
     return f"{unit[0]}/{unit[1]}"
 
 
+# the calibration default of a kind with no split of its own to calibrate on
+NAMED_SOURCE = "none: name one (another task's split or a text file)"
+
+
 class Kind:
     """One mteb task type. Subclasses set the class attributes and override what differs."""
 
-    type: ClassVar[str] = ""  # mteb's task type
+    type: ClassVar[str] = ""  # mteb's task type: the subclass's name unless it says
     purpose: ClassVar[Purpose] = "sts"  # provider purpose of its texts
     item: ClassVar[str] = ""  # what one resampled item is (README, `list tasks`)
     calibration_default: ClassVar[str] = "its train split"
@@ -36,6 +40,10 @@ class Kind:
     searches: ClassVar[bool] = False  # evaluated by a search model (index + search options)
     corpus_calibration: ClassVar[bool] = False  # calibrates on its searched corpus by default
     other_split_calibration: ClassVar[bool] = False  # else on its one non-evaluation split
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.type = cls.__dict__.get("type", cls.__name__)
 
     # ---- data
     def text_columns(self, task: Any) -> list[str]:

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from embedbench.stats import Resampler, counts
+from embedbench.stats import Resampler, counts, shaped
 from embedbench.tasks import mteb_compat
-from embedbench.tasks.base import Kind, LoadedTask, Unit
+from embedbench.tasks.base import NAMED_SOURCE, Kind, LoadedTask, Unit
 
 
 class WeightedF1Resampler(Resampler):
@@ -33,10 +33,7 @@ class WeightedF1Resampler(Resampler):
         self.classes, self.true = np.unique(self.gold, return_inverse=True)
 
     def matrix(self, preds: Any) -> np.ndarray:
-        m = np.asarray(preds, dtype=np.int64)
-        if m.shape != self.gold.shape:
-            raise ValueError("prediction set and gold differ in length")
-        return m
+        return shaped(preds, np.int64, self.gold.shape)
 
     def prepare(self, preds: list[Any]) -> list[Any]:
         """Per prediction set: sparse item → class maps of its hits and of its predictions."""
@@ -85,10 +82,8 @@ class WeightedF1Resampler(Resampler):
 
 
 class BitextMining(Kind):
-    type = "BitextMining"
-    purpose = "sts"
     item = "source sentences"
-    calibration_default = "none: name one (another task's split or a text file)"
+    calibration_default = NAMED_SOURCE
     main_scores = ("f1",)
 
     def text_columns(self, task: Any) -> list[str]:

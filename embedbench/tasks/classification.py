@@ -22,9 +22,6 @@ class AccuracyResampler(Resampler):
     method = "paired two-way bootstrap over test items and mteb experiments (accuracy)"
     max_resamples = 128_000
 
-    def __init__(self, gold: Any):
-        self.gold = np.asarray(gold)
-
     def matrix(self, preds: Any) -> np.ndarray:
         p = np.asarray(preds)
         if p.ndim != 2 or p.shape[1] != len(self.gold):
@@ -42,7 +39,6 @@ class AccuracyResampler(Resampler):
 
 
 class Classification(Kind):
-    type = "Classification"
     purpose = "classification"
     item = "test items × mteb experiments"
     calibration_default = "its train split (texts the classifier is not tested on)"

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from embedbench.errors import UserError
-from embedbench.stats import Resampler, counts
+from embedbench.stats import Resampler, counts, shaped
 from embedbench.tasks import mteb_compat
 from embedbench.tasks.base import Kind, LoadedTask, Unit, unit_key
 
@@ -67,10 +67,8 @@ class VMeasureResampler(Resampler):
         self.n_docs = len(self.labels)
 
     def matrix(self, preds: Any) -> np.ndarray:
-        m = np.asarray(preds, dtype=np.int64)
-        if m.shape != self.sets.shape:
-            raise ValueError("prediction set does not match the clustering sets")
-        return m
+        mismatch = "prediction set does not match the clustering sets"
+        return shaped(preds, np.int64, self.sets.shape, mismatch)
 
     def prepare(self, preds: list[Any]) -> list[Any]:
         """Per prediction set and clustering set: a sparse (documents × label·cluster)
@@ -110,7 +108,6 @@ class VMeasureResampler(Resampler):
 
 
 class Clustering(Kind):
-    type = "Clustering"
     purpose = "clustering"
     item = "documents × mteb's clustering sets (centred on the estimate)"
     calibration_default = "another split of the task, if it has one (none: name a source)"

@@ -24,9 +24,6 @@ class ExactMatchResampler(AccuracyResampler):
 
     method = "paired two-way bootstrap over test items and mteb experiments (exact-match accuracy)"
 
-    def __init__(self, gold: Any):
-        self.gold = np.asarray(gold)
-
     def matrix(self, preds: Any) -> np.ndarray:
         p = np.asarray(preds)
         if p.ndim != 3 or p.shape[1:] != self.gold.shape:
@@ -35,10 +32,6 @@ class ExactMatchResampler(AccuracyResampler):
 
 
 class MultilabelClassification(Classification):
-    type = "MultilabelClassification"
-    item = "test items × mteb experiments"
-    main_scores = ("accuracy",)
-
     def file_columns(self, task: Any) -> dict[str, str]:
         return {task.input_column_name: "text", task.label_column_name: "labels"}
 

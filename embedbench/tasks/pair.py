@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from embedbench.stats import Resampler, counts
+from embedbench.stats import GOLD_LENGTH, Resampler, counts
 from embedbench.tasks.base import Kind, LoadedTask, Unit
 
 # mteb's pair scores and whether a higher value means "more alike"
@@ -52,13 +52,10 @@ class MaxAPResampler(Resampler):
     method = "paired bootstrap over test pairs (max average precision)"
     max_resamples = 32_000
 
-    def __init__(self, gold: Any):
-        self.labels = np.asarray(gold)
-
     def matrix(self, preds: Any) -> np.ndarray:
         m = np.array([np.asarray(preds[k], dtype=np.float64) for k, _ in SCORES])
-        if m.shape[1] != len(self.labels):
-            raise ValueError("prediction set and gold differ in length")
+        if m.shape[1] != len(self.gold):
+            raise ValueError(GOLD_LENGTH)
         return m
 
     def prepare(self, preds: list[Any]) -> list[Any]:
@@ -66,23 +63,21 @@ class MaxAPResampler(Resampler):
         for p in preds:
             m = self.matrix(p)
             out.append(
-                [_SortedAP(m[i] if up else -m[i], self.labels) for i, (_, up) in enumerate(SCORES)]
+                [_SortedAP(m[i] if up else -m[i], self.gold) for i, (_, up) in enumerate(SCORES)]
             )
         return out
 
     def point(self, preds: Any) -> float:
         (aps,) = self.prepare([preds])
-        W = np.ones((1, len(self.labels)))
+        W = np.ones((1, len(self.gold)))
         return float(max(a.ap(W)[0] for a in aps))
 
     def scores(self, mats: list[Any], rng: np.random.Generator, b: int) -> np.ndarray:
-        W = counts(rng, b, len(self.labels))
+        W = counts(rng, b, len(self.gold))
         return np.stack([np.max([a.ap(W) for a in aps], axis=0) for aps in mats], axis=1)
 
 
 class PairClassification(Kind):
-    type = "PairClassification"
-    purpose = "sts"
     item = "test pairs"
     main_scores = ("max_ap",)
 

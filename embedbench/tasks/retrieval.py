@@ -267,7 +267,6 @@ class QueryMeanResampler(Resampler):
 
 
 class Retrieval(Kind):
-    type = "Retrieval"
     purpose = "document"  # calibration and corpus; queries use "query"
     item = "test queries"
     calibration_default = "a sample of its corpus (transductive: documents, never queries)"
@@ -337,6 +336,5 @@ class Reranking(Retrieval):
     `top_ranked`); main score MAP@1000 for most tasks. Encoded through mteb's own
     encoder path (search options do not apply: the candidates are given)."""
 
-    type = "Reranking"
     item = "test queries (each re-ranks its candidate list)"
     searches = False

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from embedbench.stats import Resampler, counts
+from embedbench.stats import Resampler, counts, shaped
 from embedbench.tasks.base import Kind, LoadedTask, Unit
 
 
@@ -60,10 +60,7 @@ class SpearmanResampler(Resampler):
         self._gold_ranker = Ranker(self.gold)
 
     def matrix(self, preds: Any) -> np.ndarray:
-        m = np.asarray(preds, dtype=np.float64)
-        if m.shape != self.gold.shape:
-            raise ValueError("prediction set and gold differ in length")
-        return m
+        return shaped(preds, np.float64, self.gold.shape)
 
     def point(self, preds: Any) -> float:
         from scipy.stats import spearmanr
@@ -81,8 +78,6 @@ class SpearmanResampler(Resampler):
 
 
 class STS(Kind):
-    type = "STS"
-    purpose = "sts"
     item = "test pairs"
     main_scores = ("cosine_spearman", "spearman")
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from embedbench.errors import EmbedbenchError
 from embedbench.stats import Resampler, counts
-from embedbench.tasks.base import Kind, LoadedTask, Unit
+from embedbench.tasks.base import NAMED_SOURCE, Kind, LoadedTask, Unit
 
 # mteb's main score -> the predicted scores it correlates with the human ones
 PREDICTIONS = {
@@ -55,10 +55,8 @@ class TextMeanResampler(Resampler):
 
 
 class Summarization(Kind):
-    type = "Summarization"
-    purpose = "sts"
     item = "source texts"
-    calibration_default = "none: name one (another task's split or a text file)"
+    calibration_default = NAMED_SOURCE
     main_scores = tuple(PREDICTIONS)
 
     def text_columns(self, task: Any) -> list[str]:
