@@ -12,6 +12,7 @@ import numpy as np
 from embedbench.quantize.transforms import (
     DEFAULT_SEED,
     PARAM,
+    KeepK,
     MatrixRotation,
     Transform,
     _matrix_out_dim,
@@ -159,7 +160,28 @@ class PCAHaarRotation(MatrixRotation):
         return self
 
 
-class ITQ(Transform):
+class _CentredProjection(Transform):
+    """`(x − μ) · R` for a fitted d × r matrix R with orthonormal columns."""
+
+    def set_projection(self, mean: np.ndarray, R: np.ndarray) -> None:
+        self.mean = mean.astype(np.float32)
+        self.R = R.astype(np.float32)
+        self.offset = (mean @ R).astype(np.float32)
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        self._require("R")
+        Z = np.asarray(X, dtype=np.float32) @ self.R
+        Z -= self.offset
+        return Z
+
+    def out_dim(self, d: int) -> int:
+        return _matrix_out_dim(self, d)
+
+    def params_bytes(self) -> int:
+        return self.R.nbytes + self.mean.nbytes
+
+
+class ITQ(_CentredProjection):
     """Iterative Quantization (Gong & Lazebnik 2011): a rotation learned for sign bits.
 
     ITQ assumes zero-mean data, so the transform is `(x − μ) · R` with μ the
@@ -201,26 +223,11 @@ class ITQ(Transform):
             U, _, Wt = np.linalg.svd(B.T @ P)
             R = Wt.T @ U.T
         self.losses = np.array(losses)
-        W = V @ R
-        self.mean = mean.astype(np.float32)
-        self.R = W.astype(np.float32)
-        self.offset = (mean @ W).astype(np.float32)
+        self.set_projection(mean, V @ R)
         return self
 
-    def apply(self, X: np.ndarray) -> np.ndarray:
-        self._require("R")
-        Z = np.asarray(X, dtype=np.float32) @ self.R
-        Z -= self.offset
-        return Z
 
-    def out_dim(self, d: int) -> int:
-        return _matrix_out_dim(self, d)
-
-    def params_bytes(self) -> int:
-        return self.R.nbytes + self.mean.nbytes
-
-
-class PCAReduce(Transform):
+class PCAReduce(KeepK, _CentredProjection):
     """PCA dimension reduction: `(x − μ) · V_k`, the top k principal directions.
 
     μ is the calibration mean and V_k (d × k) the first k columns of the calibration's
@@ -232,26 +239,12 @@ class PCAReduce(Transform):
     `pca<k>+float32`. k larger than the calibration's numerical rank is a ValueError.
     """
 
-    name = "pca" + PARAM
+    name, family, kept = "pca" + PARAM, "pca", "{k} principal directions"
     learns, random, keeps_cosines = True, False, False
     needs_full_rank = True
 
-    def __init__(self, k: int):
-        if k < 1:
-            raise ValueError(f"pca{k}: k must be a positive integer")
-        self.k = k
-        self.name = f"pca{k}"
-
-    def out_dim(self, d: int) -> int:
-        if self.k > d:
-            raise ValueError(
-                f"{self.name}: cannot keep {self.k} principal directions of "
-                f"{d}-dimensional vectors (k must be at most {d})"
-            )
-        return self.k
-
     def fit(self, X: np.ndarray) -> PCAReduce:
-        self.out_dim(X.shape[1])
+        self._check(X.shape[1])
         X64 = np.asarray(X, dtype=np.float64)
         V = _pca_basis(X64)
         if V.shape[1] < self.k:
@@ -259,17 +252,5 @@ class PCAReduce(Transform):
                 f"{self.name}: the calibration vectors have only {V.shape[1]} principal "
                 f"directions with variance, fewer than {self.k}"
             )
-        mean = X64.mean(axis=0)
-        self.R = V[:, : self.k].astype(np.float32)
-        self.mean = mean.astype(np.float32)
-        self.offset = (mean @ V[:, : self.k]).astype(np.float32)
+        self.set_projection(X64.mean(axis=0), V[:, : self.k])
         return self
-
-    def apply(self, X: np.ndarray) -> np.ndarray:
-        self._require("R")
-        Z = np.asarray(X, dtype=np.float32) @ self.R
-        Z -= self.offset
-        return Z
-
-    def params_bytes(self) -> int:
-        return self.R.nbytes + self.mean.nbytes

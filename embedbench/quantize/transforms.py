@@ -111,7 +111,31 @@ class Center(Transform):
         return self.mean.nbytes
 
 
-class Truncate(Transform):
+class KeepK(Transform):
+    """A transform that keeps k of d dimensions, named `<family><k>` (k ≥ 1, k ≤ d)."""
+
+    family: str
+    kept: str  # what is kept, with {k}: "the first {k} dimensions"
+
+    def __init__(self, k: int):
+        if k < 1:
+            raise ValueError(f"{self.family}{k}: k must be a positive integer")
+        self.k = k
+        self.name = f"{self.family}{k}"
+
+    def _check(self, d: int) -> None:
+        if self.k > d:
+            raise ValueError(
+                f"{self.name}: cannot keep {self.kept.format(k=self.k)} of "
+                f"{d}-dimensional vectors (k must be at most {d})"
+            )
+
+    def out_dim(self, d: int) -> int:
+        self._check(d)
+        return self.k
+
+
+class Truncate(KeepK):
     """Keep the first k dimensions and L2-renormalise each row (Matryoshka truncation).
 
     Not orthogonal (a projection, then a rescale): this is how Matryoshka models are
@@ -120,25 +144,8 @@ class Truncate(Transform):
     when a size is asked for d. Rows of zeros stay zero.
     """
 
-    name = "trunc" + PARAM
+    name, family, kept = "trunc" + PARAM, "trunc", "the first {k} dimensions"
     learns, random, keeps_cosines = False, False, False
-
-    def __init__(self, k: int):
-        if k < 1:
-            raise ValueError(f"trunc{k}: k must be a positive integer")
-        self.k = k
-        self.name = f"trunc{k}"
-
-    def _check(self, d: int) -> None:
-        if self.k > d:
-            raise ValueError(
-                f"{self.name}: cannot keep the first {self.k} dimensions of "
-                f"{d}-dimensional vectors (k must be at most {d})"
-            )
-
-    def out_dim(self, d: int) -> int:
-        self._check(d)
-        return self.k
 
     def fit(self, X: np.ndarray) -> Truncate:
         self._check(X.shape[1])
