@@ -11,7 +11,7 @@ from embedbench.config import Config, ProviderSpec
 from embedbench.errors import UserError, unknown_name
 from embedbench.providers.base import Provider
 from embedbench.quantize import CODES, PRESETS, TRANSFORMS, Technique, parse_technique
-from embedbench.quantize.grammar import CODE_FAMILIES
+from embedbench.quantize.grammar import CODE_FAMILIES, FAMILY_EXAMPLES
 
 # family -> "module:Class", imported only when used (boto3 and cohere load slowly).
 PROVIDERS: dict[str, str] = {
@@ -96,10 +96,12 @@ def _build_base(name: str, seed: int = 0) -> Technique:
 
 
 def technique_catalog() -> list[str]:
-    """Preset names, bare codes and provider-native outputs; `transform+...+code` composes."""
+    """Preset names, bare codes, examples of the code families (TurboQuant, faiss codecs)
+    and provider-native outputs; `transform+...+code` composes."""
     from embedbench.native import KINDS, PREFIX
 
-    return sorted(set(PRESETS) | set(CODES) | {PREFIX + k for k in KINDS})
+    names = set(PRESETS) | set(CODES) | set(FAMILY_EXAMPLES) | {PREFIX + k for k in KINDS}
+    return sorted(names)
 
 
 LIST_DIM = 384  # sizes in `embedbench list techniques` are for vectors of this dimension

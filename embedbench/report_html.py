@@ -78,10 +78,15 @@ def _html_table(rows: list[dict[str, str]], columns: list[str]) -> str:
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 
+def _mse(r: dict[str, str]) -> str:
+    return f"{r['mse']} ({r.get('mse_vs_bound', '')})" if r.get("mse") else ""
+
+
 def _retention_table(rows: list[dict[str, str]]) -> str:
     head = (
         "<tr><th>task</th><th>provider:model</th><th>technique</th><th>bits/dim</th>"
-        "<th>size ×</th><th>score</th><th>retention % [95% CI]</th><th>verdict</th></tr>"
+        "<th>size ×</th><th>score</th><th>retention % [95% CI]</th><th>verdict</th>"
+        "<th>MSE (× bound)</th></tr>"
     )
     lines = []
     for r in rows:
@@ -98,7 +103,8 @@ def _retention_table(rows: list[dict[str, str]]) -> str:
             f"<td class='n'>{_e(r.get('bits_per_dim'))}</td>"
             f"<td class='n'>{_e(r.get('size_multiplier'))}</td>"
             f"<td class='n'>{_e(r.get('score'))}</td>"
-            f"<td class='n'>{_e(r['retention'])}{_e(ci)}</td><td>{_e(verdict)}</td></tr>"
+            f"<td class='n'>{_e(r['retention'])}{_e(ci)}</td><td>{_e(verdict)}</td>"
+            f"<td class='n'>{_e(_mse(r))}</td></tr>"
         )
     return (
         "<table class='retention'>\n<thead>"

@@ -39,12 +39,16 @@ def task_label(r: CellResult) -> str:
     return f"{r.task} ({r.subset}, {r.split})"
 
 
+def _mse(v: dict[str, str]) -> str:
+    return f"{v['mse']} ({v['mse_vs_bound']})" if v["mse"] else ""
+
+
 def markdown_table(rows: list[CellResult]) -> str:
     """The retention table a person reads (also printed by the CLI)."""
     head = (
         "| task | provider:model | technique | bits/dim | bytes fast + secondary | size × "
         "| score | retention % [95% CI] | verdict | seeds: min–max (n) | vs float control % "
-        "|\n|---|---|---|---:|---:|---:|---:|---:|---|---:|---|\n"
+        "| MSE (× bound) |\n|---|---|---|---:|---:|---:|---:|---:|---|---:|---|---:|\n"
     )
     lines = []
     for r in rows:
@@ -54,7 +58,7 @@ def markdown_table(rows: list[CellResult]) -> str:
             f"| {task_label(r)} | {r.provider}:{r.model} | {tech} | {v['bits_per_dim']} "
             f"| {r.bytes_per_vector} + {r.secondary_bytes} | {v['size_multiplier']} "
             f"| {v['score']} | {v['retention']}{_ci(r)} | {r.retention.verdict} "
-            f"| {_seeds(r)} | {_control(r)} |"
+            f"| {_seeds(r)} | {_control(r)} | {_mse(v)} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -86,7 +90,10 @@ def markdown(result: RunResult, images: list[str] | None = None) -> str:
         "Sizes: bytes per vector in the searched tier + bytes kept for re-ranking; size × = "
         "4·dim / their total. A transform that changes the float geometry (centring, ITQ, "
         "the null-space projection of svd, truncation) gets a float control, the same "
-        "chain without a code; 'vs float control' is the code's own cost.\n"
+        "chain without a code; 'vs float control' is the code's own cost. MSE: the mean "
+        "squared error of the reconstructed unit vectors of the evaluated texts, and its "
+        "ratio to Shannon's bound 2^(−2·bits/dim) for a Gaussian source of the same "
+        "variance (below 1: the codec uses the embeddings' structure).\n"
     )
     if any(r.spec.startswith("svd+") for r in result.rows):
         text += (

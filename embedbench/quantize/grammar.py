@@ -93,6 +93,27 @@ def build_transform(part: str, seed: int = 0) -> Transform:
     raise KeyError(part)
 
 
+# members of the code families that `embedbench list techniques` shows
+FAMILY_EXAMPLES = (
+    *(f"turbo{b}" for b in ("1", "1.5", "2", "2.5", "3", "3.5", "4")),
+    *(f"turbo{b}-prod" for b in _TURBO_PROD_BITS),
+    *(
+        FAISS_PREFIX + f
+        for f in (
+            "PQ24",
+            "OPQ24,PQ24",
+            "PQ48x4",
+            "RQ3x8",
+            "LSQ4x8",
+            "SQ4",
+            "SQ8",
+            "SQfp16",
+            "RaBitQ",
+        )
+    ),
+)
+
+
 def is_code_name(part: str) -> bool:
     """A CODES key or a member of a code family (the factory string is checked later)."""
     if part in CODES or (part.startswith(FAISS_PREFIX) and len(part) > len(FAISS_PREFIX)):
