@@ -16,7 +16,17 @@ from tests.conftest import ROOT, write_config
 
 pytestmark = pytest.mark.slow  # end to end through the real model and mteb
 
-TECHNIQUES = ["classic", "scalar", "ternary", "binary", "rotated-scalar", "rotated-binary"]
+TECHNIQUES = [
+    "classic",
+    "scalar",
+    "ternary",
+    "binary",
+    "rotated-scalar",
+    "rotated-binary",
+    "turbo2",  # random (seeded), nothing fitted
+    "pca96+turbo1",
+    "faiss:OPQ16,PQ16",  # k-means and a learned rotation in faiss
+]
 
 
 def _config(tmp: Path, name: str, out: Path, **extra) -> Path:
