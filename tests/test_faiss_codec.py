@@ -158,6 +158,19 @@ def test_flags_by_codec():
     assert flags["SQfp16"] == flags["Flat"] == (False, False)
 
 
+def test_flags_do_not_change_with_fit(fitted):
+    pq, sq = fitted("PQ24"), fitted("SQ8")
+    assert (pq.learns, pq.random, pq.ip_estimator) == (True, True, True)
+    assert (sq.learns, sq.random, sq.ip_estimator) == (True, False, True)
+
+
+def test_opq_with_fewer_vectors_than_dimensions_is_refused_before_faiss_crashes():
+    X = _embeddings(40, 64, seed=0)  # faiss's OPQ training would overflow a buffer
+    with pytest.raises(ValueError, match="OPQ needs at least 64 calibration vectors"):
+        FaissCode("OPQ8,PQ8x2").fit(X)
+    assert "OPQ needs at least 1024" in training_shortfall("OPQ64,PQ64", 1000, 1024)
+
+
 def test_faiss_output_is_captured_not_printed(capfd, data):
     code = FaissCode("PQ12").fit(data[0])  # 3000 < 9984 points: faiss's k-means warns
     out, err = capfd.readouterr()

@@ -69,8 +69,11 @@ scores for any accepted codec.
 
 `training_shortfall` says when the calibration set is smaller than the training asks
 for (faiss's k-means warns below 39 points a centroid; it also samples at most 256
-points a centroid, so 65,536 for 8-bit PQ, and OPQ trains on at most 65,536). What
-faiss prints while training is captured into `FaissCode.faiss_log`, never printed.
+points a centroid, so 65,536 for 8-bit PQ, and OPQ trains on at most 65,536). OPQ
+with fewer calibration vectors than its working dimensions (max(d_in, d_out)) makes
+faiss overflow a buffer and abort the process: `fit` refuses it and
+`training_shortfall` says so. What faiss prints while training is captured into
+`FaissCode.faiss_log`, never printed.
 faiss is imported when first needed, not with this module.
 """
 
@@ -81,7 +84,9 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -310,6 +315,19 @@ def _seed_parts(index, seed: int, keep: list) -> None:
         aq.verbose = False
 
 
+def _opq_dims(index) -> int:
+    """The most working dimensions of an OPQ in the chain (0 without one).
+
+    faiss's `OPQMatrix::train` (1.15.1, unchanged on faiss's main branch) writes a
+    d_out × max(d_in, d_out) matrix into a buffer of max(d_in, d_out) × n floats: with
+    fewer training vectors than d_out it corrupts the heap and the process aborts, so
+    `fit` refuses fewer than max(d_in, d_out).
+    """
+    faiss = _faiss()
+    dims = [max(vt.d_in, vt.d_out) for vt in _parts(index)[0] if isinstance(vt, faiss.OPQMatrix)]
+    return max(dims, default=0)
+
+
 def _release_training_objects(index) -> None:
     """Drop pointers to objects that lived only for training (OPQ's product quantizer)."""
     faiss = _faiss()
@@ -331,10 +349,20 @@ class FaissCode(Code):
     says whether training draws from `seed` (PQ, OPQ, RQ, LSQ, RR), so another seed
     can change the codes; SQ, RaBitQ and Flat do not. `ip_estimator` and
     `decode_drops_bits` describe the engine's search (module docstring). `threads`:
-    OpenMP threads for training (None: faiss's current setting).
+    OpenMP threads for training (None: faiss's current setting). `configure`, if given,
+    is called with the built, seeded, untrained index just before training, e.g. to
+    lower OPQ's `niter` in a benchmark; the name does not record it, so a configured
+    code is not the codec `faiss:<factory>` names.
     """
 
-    def __init__(self, factory: str, seed: int = 0, *, threads: int | None = 1):
+    def __init__(
+        self,
+        factory: str,
+        seed: int = 0,
+        *,
+        threads: int | None = 1,
+        configure: Callable[[Any], None] | None = None,
+    ):
         if not isinstance(factory, str) or not factory.strip():
             raise ValueError(f"a faiss factory string is a non-empty string, got {factory!r}")
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
@@ -347,29 +375,28 @@ class FaissCode(Code):
         self.name = PREFIX + factory
         self.seed = int(seed)
         self.threads = threads
+        self.configure = configure
         self.index = None  # the trained, empty index (after fit)
         self.d: int | None = None
         self.faiss_log: list[str] = []  # what faiss printed during the last fit
         self._sizes: dict[int, int] = {}
-        self._probe = None  # an untrained index for d-free answers before fit
+        self._probe = None  # an untrained index, for answers that do not depend on d
 
     # -- structure, before or after fit
 
     def _structure(self):
-        """The fitted index, else an untrained one for some dimension faiss accepts."""
-        if self.index is not None:
-            return self.index
+        """An untrained index of this factory: for the fitted d if any, else for some
+        dimension faiss accepts (the flags below do not depend on d)."""
         if self._probe is None:
-            for d in _PROBE_DIMS:
+            dims = (self.d,) if self.d is not None else _PROBE_DIMS
+            for d in dims:
                 try:
                     self._probe = _make_index(self.factory, d)
                     break
                 except RuntimeError:
                     continue
             else:
-                raise ValueError(
-                    check_factory(self.factory, _PROBE_DIMS[0]) or f"{self.name}: cannot build"
-                )
+                raise ValueError(check_factory(self.factory, dims[0]) or f"{self.name}: no d")
         return self._probe
 
     @property
@@ -422,10 +449,17 @@ class FaissCode(Code):
         if problem:
             raise ValueError(problem)
         index = _make_index(self.factory, d)
+        if len(X) < _opq_dims(index):
+            raise ValueError(
+                f"{self.name}: OPQ needs at least {_opq_dims(index)} calibration vectors at "
+                f"d={d}, got {len(X)} (fewer crash faiss's OPQ training)"
+            )
         log: list[str] = []
         keep: list = []
         try:
             _seed_parts(index, self.seed, keep)
+            if self.configure is not None:
+                self.configure(index)
             with _omp_threads(self.threads), _captured_output(log):
                 if not index.is_trained:
                     index.train(X)
@@ -512,7 +546,8 @@ def training_shortfall(factory: str, n_train: int, d: int) -> str | None:
     PQ, OPQ, RQ (per stage), PRQ: k-means with 2^nbits centroids, which faiss asks to
     train on at least 39 points a centroid (it warns below, and fails below one point
     a centroid); LSQ's codebooks get the same rule of thumb (faiss does not warn for
-    them). SQ and RaBitQ learn per-dimension ranges or a mean: at least 2 vectors. A
+    them). SQ and RaBitQ learn per-dimension ranges or a mean: at least 2 vectors. OPQ
+    needs at least its working dimensions (fewer crash faiss; `fit` refuses them). A
     codec faiss builds trained needs none. Raises ValueError for a factory string
     that `check_factory` refuses.
     """
@@ -523,6 +558,11 @@ def training_shortfall(factory: str, n_train: int, d: int) -> str | None:
     if index.is_trained:
         return None
     name = PREFIX + factory
+    if n_train < _opq_dims(index):
+        return (
+            f"{name}: {n_train} calibration vectors; OPQ needs at least {_opq_dims(index)} "
+            f"(fewer crash faiss's OPQ training, so fit refuses them)"
+        )
     k = max(_centroid_counts(index), default=0)
     if k == 0:
         if n_train < 2:
