@@ -26,7 +26,11 @@ Modules, one concept each (every name is re-exported here):
   Lloyd–Max codebooks per coordinate, data-oblivious (not yet in `CODES` or the grammar);
 - `technique`: `Technique`, transforms then a code, fitted and sized;
 - `grammar`: names (`PRESETS`, `TRANSFORMS`, `transform+...+code`), `parse_technique`,
-  `control_spec`.
+  `control_spec`;
+- `faiss_codec`: any faiss standalone codec as a code, `FaissCode` (`faiss:<factory>`,
+  e.g. `faiss:PQ24`, `faiss:RaBitQ`), `check_factory`, `training_shortfall`, and
+  `faiss_search_scores` (the index's own scores, e.g. RaBitQ's estimator). faiss is
+  imported when first used.
 """
 
 from embedbench.quantize.codes import (
@@ -42,6 +46,12 @@ from embedbench.quantize.codes import (
     Ternary,
     TernarySym,
     TwoBit,
+)
+from embedbench.quantize.faiss_codec import (
+    FaissCode,
+    check_factory,
+    faiss_search_scores,
+    training_shortfall,
 )
 from embedbench.quantize.grammar import (
     PRESETS,
@@ -85,6 +95,7 @@ __all__ = [
     "BinaryCentered",
     "Center",
     "Code",
+    "FaissCode",
     "Float16",
     "Float32",
     "HaarRotation",
@@ -105,7 +116,10 @@ __all__ = [
     "TwoBit",
     "_pca_basis",
     "build_transform",
+    "check_factory",
     "control_spec",
+    "faiss_search_scores",
     "parse_technique",
     "technique_names",
+    "training_shortfall",
 ]

@@ -1,0 +1,643 @@
+"""faiss standalone codecs as codes: `faiss:<factory>`, e.g. `faiss:PQ24`, `faiss:RaBitQ`.
+
+`FaissCode(factory, seed)` builds `faiss.index_factory(d, factory, METRIC_INNER_PRODUCT)`
+at `fit` (d from the calibration vectors), trains it on the calibration vectors only,
+and uses faiss's standalone-codec interface: `encode` is `sa_encode` (the packed
+bytes, `sa_code_size()` of them a vector), `decode` is `sa_decode`. The index stays
+empty: nothing evaluated is ever added to it.
+
+What the factory strings give at d = 384 (inner-product metric, faiss 1.15):
+`PQ24` 24 bytes, `OPQ24,PQ24` 24, `OPQ16_64,PQ16` 16 (OPQ projects to 64 dims first),
+`RQ3x8` 3 (with the inner-product metric an additive quantizer stores no norm;
+`RQ3x8_Nqint8` adds a 1-byte norm), `LSQ4x8` 4, `SQ4` 192, `SQ8` 384, `SQfp16`
+768, `Flat` 1536 (float32: a control), `PQ24x4fs` 12 (fast-scan PQ: the same
+4-bit PQ codes as `PQ24x4`), `RaBitQ` 56 (one sign bit a dimension, 48 bytes, plus
+two float32 factors a vector), `RaBitQ4` 212 (48 + 12 bytes of sign bits and
+factors, then 3 more bits a dimension, 144 bytes, and 8 bytes of factors).
+`check_factory` refuses what is not a standalone codec: a string faiss cannot
+build, an index without `sa_code_size` (`HNSW32`), an inverted file (`IVF100,PQ24`:
+its sa code prepends the list number to a code of the residual, a size no IVF
+deployment stores, and an IVF's search probes only some lists, which this code
+would not measure), id maps, refine indexes, and transforms faiss cannot reverse
+(PCA whitening, ITQ).
+
+Parameters (`params_bytes`) are `len(faiss.serialize_index(index))` of the trained,
+empty index: the bytes `faiss.write_index` stores to rebuild the codec exactly
+(codebooks, rotations, ranges, RaBitQ's centre), headers included (about 100-200
+bytes, so a parameter-free codec such as `SQfp16` reports that header, not 0).
+
+Determinism and seeds: every seed faiss exposes is set from `seed`: the k-means seed
+(`ClusteringParameters.seed`) of PQ, of the product quantizer OPQ trains inside
+(given to `OPQMatrix.pq`), and of RQ; LSQ's `random_seed`; OPQ's initial rotation
+(faiss would draw it with the fixed seed 1234: it is set here from `seed`) and `RR`'s
+random rotation (`RandomRotationMatrix.init(seed)`). `PCAR`'s rotation and `HR`'s
+signs keep faiss's fixed seeds (`HR<seed>` names its own). Training runs with
+`threads` OpenMP threads (1 by default, restored afterwards): with 2 threads
+training is deterministic too, but RQ's codebooks (and any training that goes
+through multi-threaded BLAS) depend on the thread count, so a fixed count makes
+the same calibration and seed give byte-identical codes on any machine with the
+same faiss build. Encoding does not depend on the thread count. The factory turns
+on PQ's polysemous training; it is turned off here: it only permutes the centroid
+labels for Hamming pre-filtering (reconstructions unchanged) and costs about 40
+times PQ's own training.
+
+Encoding is per vector except for LSQ: LSQ's encoder starts from random codes drawn
+in sequence for the whole batch, so a vector's code can depend on the batch it is
+encoded with (deterministic for a given batch and seed).
+
+Search estimator (`ip_estimator`): True when the index's own inner-product search
+scores a stored code by exactly <q, sa_decode(code)>, so a search on decoded
+vectors is the engine's search: PQ, RQ, LSQ, PRQ, PLSQ (look-up tables of <q,
+codeword>), SQ and Flat (the decoded values), behind transforms whose reverse is
+their adjoint (OPQ and RR: orthonormal rows, <q, Rᵀy> = <Rq, y>; Pad; HR). Not
+for PCA (it subtracts a mean), L2norm (it rescales the query), fast-scan PQ (8-bit
+quantized look-up tables: scores off by ~1e-3) nor RaBitQ.
+
+RaBitQ (faiss 1.15, read from `RaBitQuantizer.cpp` and checked numerically): no
+rotation (prepend `RR` for one); training only takes the calibration mean c; the
+code holds the signs s of r = x - c and factors ||r||² - ||x||² and
+dp = ||r||·√d / ||r||₁. `sa_decode` gives c + r̂, r̂ = dp·s/√d (scaled so <q, r̂>
+estimates <q, r> without bias: its norm is ||r|| / cos(r, s), 1.25 ||r|| on
+embedding-like data, not the least-squares reconstruction). The index's search
+scores <q, c + r̂> + <c, r - r̂> (exact to 1e-6 with float queries), a per-document
+offset <c, r - r̂> that decoding loses; by default (`qb = 4`) it also quantizes the
+query to 4 bits. With more bits (`RaBitQ4`) `sa_decode` ignores the extra bits (the
+decoded vectors are those of `RaBitQ`), while the search uses them: on
+embedding-like data its mean |error| on <q, x> is 0.0034 against decoding's 0.027.
+`decode_drops_bits` flags that case. `faiss_search_scores` gives the index's own
+scores for any accepted codec.
+
+`training_shortfall` says when the calibration set is smaller than the training asks
+for (faiss's k-means warns below 39 points a centroid; it also samples at most 256
+points a centroid, so 65,536 for 8-bit PQ, and OPQ trains on at most 65,536). OPQ
+with fewer calibration vectors than its working dimensions (max(d_in, d_out)) makes
+faiss overflow a buffer and abort the process: `fit` refuses it and
+`training_shortfall` says so. What faiss prints while training is captured into
+`FaissCode.faiss_log`, never printed.
+faiss is imported when first needed, not with this module.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from embedbench.quantize.codes import Code
+
+PREFIX = "faiss:"
+MIN_POINTS_PER_CENTROID = 39  # faiss ClusteringParameters.min_points_per_centroid
+SCORE_BLOCK_BYTES = 256 << 20  # faiss_search_scores: distances + labels per query block
+_PROBE_DIMS = (768, 1024, 384, 1536, 960, 512, 256, 128, 64, 32)  # for d-free answers
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+# --- faiss's messages and output --------------------------------------------------------
+
+
+def _condense(err: BaseException) -> str:
+    """faiss's exception text reduced to its meaningful part, one line.
+
+    `Error in <signature> at <file>:<line>: Error: '<cond>' failed: <message>` becomes
+    `<message>` (or `'<cond>' failed` when there is no message).
+    """
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = re.sub(r"^Error in .*? at \S+:\d+: ", "", text)
+    m = re.match(r"^Error: '(.*)' failed(?:: (.*))?$", text)
+    if m:
+        text = m[2] or f"'{m[1]}' failed"
+        if "METRIC_L2" in m[1]:
+            text += " (this index needs the L2 metric; codecs here use inner product)"
+    return text
+
+
+@contextmanager
+def _captured_output(log: list[str]):
+    """Redirect file descriptors 1 and 2 (what faiss's C++ prints) into `log`.
+
+    Process-wide while it lasts: anything another thread prints meanwhile is
+    captured too.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _c_fflush()
+    saved = (os.dup(1), os.dup(2))
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            _c_fflush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            tmp.seek(0)
+            text = tmp.read().decode(errors="replace")
+            log.extend(line for line in text.splitlines() if line.strip())
+
+
+def _c_fflush() -> None:
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to flush: nothing buffered there
+        pass
+
+
+@contextmanager
+def _omp_threads(n: int | None):
+    faiss = _faiss()
+    if n is None:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+# --- the parts of a factory-built index -------------------------------------------------
+
+
+def _make_index(factory: str, d: int):
+    """`index_factory(d, factory, METRIC_INNER_PRODUCT)`; faiss's RuntimeError passes."""
+    if not isinstance(factory, str) or not factory.strip():
+        raise ValueError(f"a faiss factory string is a non-empty string, got {factory!r}")
+    if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 1:
+        raise ValueError(f"dimension must be a positive integer, got {d!r}")
+    faiss = _faiss()
+    return faiss.index_factory(int(d), factory, faiss.METRIC_INNER_PRODUCT)
+
+
+def _parts(index):
+    """(transforms, codec index) as downcast views: valid while `index` lives."""
+    faiss = _faiss()
+    idx = faiss.downcast_index(index)
+    if isinstance(idx, faiss.IndexPreTransform):
+        chain = [faiss.downcast_VectorTransform(idx.chain.at(i)) for i in range(idx.chain.size())]
+        return chain, faiss.downcast_index(idx.index)
+    return [], idx
+
+
+def _sub_quantizers(codec) -> list:
+    """The additive quantizers inside RQ, LSQ, PRQ and PLSQ indexes (else [])."""
+    faiss = _faiss()
+    if isinstance(codec, faiss.IndexResidualQuantizer):
+        return [codec.rq]
+    if isinstance(codec, faiss.IndexLocalSearchQuantizer):
+        return [codec.lsq]
+    if isinstance(
+        codec, faiss.IndexProductResidualQuantizer | faiss.IndexProductLocalSearchQuantizer
+    ):
+        paq = codec.prq if isinstance(codec, faiss.IndexProductResidualQuantizer) else codec.plsq
+        return [faiss.downcast_AdditiveQuantizer(paq.subquantizer(i)) for i in range(paq.nsplits)]
+    return []
+
+
+def _not_a_codec(index) -> str | None:
+    """Why a built index is not accepted as a standalone codec, or None."""
+    faiss = _faiss()
+    top = faiss.downcast_index(index)
+    if isinstance(top, faiss.IndexIDMap | faiss.IndexIDMap2):
+        return "an id map stores ids, not a code (drop 'IDMap')"
+    if isinstance(top, faiss.IndexRefine):
+        return "a refine index stores a second code for re-ranking (use embedbench's /rescore)"
+    transforms, codec = _parts(index)
+    if isinstance(codec, faiss.IndexIVF):
+        return (
+            "an inverted file is a search structure: its sa code prepends the list number to "
+            "a code of the residual (a size no IVF deployment stores) and its search probes "
+            "only some lists; use the codec alone (e.g. PQ24) or RQ for a coarse+residual code"
+        )
+    for vt in transforms:
+        kind = type(vt).__name__
+        if isinstance(vt, faiss.ITQTransform):
+            return "faiss's ITQ transform has no reverse, so sa_decode fails"
+        if isinstance(vt, faiss.PCAMatrix) and vt.eigen_power != 0:
+            return "a whitening PCA (PCAW) has no reverse in faiss, so sa_decode fails"
+        if vt.is_trained:
+            try:
+                vt.reverse_transform(np.zeros((1, vt.d_out), dtype=np.float32))
+            except RuntimeError as e:
+                return f"{kind} has no reverse, so sa_decode fails ({_condense(e)})"
+    return None
+
+
+def _adjoint_transform(vt) -> bool:
+    """The reverse of `vt` is its adjoint: <apply(q), y> == <q, reverse(y)>."""
+    faiss = _faiss()
+    if isinstance(vt, faiss.HadamardRotation | faiss.RemapDimensionsTransform):
+        return True
+    if isinstance(vt, faiss.OPQMatrix | faiss.RandomRotationMatrix):
+        return not vt.have_bias
+    return False
+
+
+_DECODE_ESTIMATOR = (
+    "IndexPQ",
+    "IndexResidualQuantizer",
+    "IndexLocalSearchQuantizer",
+    "IndexProductResidualQuantizer",
+    "IndexProductLocalSearchQuantizer",
+    "IndexScalarQuantizer",
+    "IndexFlat",
+)
+_NOT_RANDOM = ("IndexScalarQuantizer", "IndexFlat", "IndexRaBitQ", "IndexRaBitQFastScan")
+
+
+def _is(obj, names: tuple[str, ...]) -> bool:
+    faiss = _faiss()
+    return any(isinstance(obj, getattr(faiss, n)) for n in names if hasattr(faiss, n))
+
+
+def _ip_estimator(index) -> bool:
+    faiss = _faiss()
+    transforms, codec = _parts(index)
+    if isinstance(codec, faiss.IndexPQFastScan) or not _is(codec, _DECODE_ESTIMATOR):
+        return False
+    return all(_adjoint_transform(vt) for vt in transforms)
+
+
+def _random(index) -> bool:
+    """Training draws random numbers from the code's seed (so another seed may change it)."""
+    faiss = _faiss()
+    transforms, codec = _parts(index)
+    if any(isinstance(vt, faiss.OPQMatrix | faiss.RandomRotationMatrix) for vt in transforms):
+        return True
+    return not _is(codec, _NOT_RANDOM)
+
+
+def _seed_parts(index, seed: int, keep: list) -> None:
+    """Set every seed faiss exposes in `index` from `seed`; `keep` holds objects faiss
+    points to during training (OPQ's product quantizer)."""
+    faiss = _faiss()
+    transforms, codec = _parts(index)
+    for vt in transforms:
+        if isinstance(vt, faiss.OPQMatrix):
+            n = max(vt.d_in, vt.d_out)  # faiss's OPQ works in max(d_in, d_out) dims
+            G = np.random.default_rng(seed).standard_normal((n, n))
+            Q, R = np.linalg.qr(G)
+            Q *= np.sign(np.diag(R))  # a Haar-distributed rotation
+            faiss.copy_array_to_vector(
+                np.ascontiguousarray(Q.T[: vt.d_out], dtype=np.float32).ravel(), vt.A
+            )
+            pq = faiss.ProductQuantizer(vt.d_out, vt.M, 8)
+            pq.cp.seed = seed
+            keep.append(pq)
+            vt.pq = pq
+            vt.verbose = False
+        elif isinstance(vt, faiss.RandomRotationMatrix):
+            vt.init(seed)
+    if isinstance(codec, faiss.IndexPQ | faiss.IndexPQFastScan):
+        codec.pq.cp.seed = seed
+        if isinstance(codec, faiss.IndexPQ):
+            codec.do_polysemous_training = False
+    for aq in _sub_quantizers(codec):
+        if isinstance(aq, faiss.ResidualQuantizer):
+            aq.cp.seed = seed
+        elif isinstance(aq, faiss.LocalSearchQuantizer):
+            aq.random_seed = seed
+        aq.verbose = False
+
+
+def _opq_dims(index) -> int:
+    """The most working dimensions of an OPQ in the chain (0 without one).
+
+    faiss's `OPQMatrix::train` (1.15.1, unchanged on faiss's main branch) writes a
+    d_out × max(d_in, d_out) matrix into a buffer of max(d_in, d_out) × n floats: with
+    fewer training vectors than d_out it corrupts the heap and the process aborts, so
+    `fit` refuses fewer than max(d_in, d_out).
+    """
+    faiss = _faiss()
+    dims = [max(vt.d_in, vt.d_out) for vt in _parts(index)[0] if isinstance(vt, faiss.OPQMatrix)]
+    return max(dims, default=0)
+
+
+def _release_training_objects(index) -> None:
+    """Drop pointers to objects that lived only for training (OPQ's product quantizer)."""
+    faiss = _faiss()
+    for vt in _parts(index)[0]:
+        if isinstance(vt, faiss.OPQMatrix):
+            vt.pq = None
+
+
+# --- the code ---------------------------------------------------------------------------
+
+
+class FaissCode(Code):
+    """A faiss standalone codec, `faiss:<factory>`, trained on calibration vectors only.
+
+    `bits` (after fit) is 8 · sa_code_size / d, fractional in general;
+    `bytes_per_vector(d)` is faiss's `sa_code_size()` for d, known before fit (from an
+    untrained index built for d). `learns` is False only for a codec faiss builds
+    already trained (`SQfp16`, `SQbf16`, `Flat`, `HR`/`Pad` before them); `random`
+    says whether training draws from `seed` (PQ, OPQ, RQ, LSQ, RR), so another seed
+    can change the codes; SQ, RaBitQ and Flat do not. `ip_estimator` and
+    `decode_drops_bits` describe the engine's search (module docstring). `threads`:
+    OpenMP threads for training (None: faiss's current setting). `configure`, if given,
+    is called with the built, seeded, untrained index just before training, e.g. to
+    lower OPQ's `niter` in a benchmark; the name does not record it, so a configured
+    code is not the codec `faiss:<factory>` names.
+    """
+
+    def __init__(
+        self,
+        factory: str,
+        seed: int = 0,
+        *,
+        threads: int | None = 1,
+        configure: Callable[[Any], None] | None = None,
+    ):
+        if not isinstance(factory, str) or not factory.strip():
+            raise ValueError(f"a faiss factory string is a non-empty string, got {factory!r}")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise ValueError(f"seed must be an integer in [0, 2**31), got {seed!r}")
+        if not 0 <= seed < 2**31:
+            raise ValueError(f"seed must be an integer in [0, 2**31), got {seed!r}")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        self.factory = factory
+        self.name = PREFIX + factory
+        self.seed = int(seed)
+        self.threads = threads
+        self.configure = configure
+        self.index = None  # the trained, empty index (after fit)
+        self.d: int | None = None
+        self.faiss_log: list[str] = []  # what faiss printed during the last fit
+        self._sizes: dict[int, int] = {}
+        self._probe = None  # an untrained index, for answers that do not depend on d
+
+    # -- structure, before or after fit
+
+    def _structure(self):
+        """An untrained index of this factory: for the fitted d if any, else for some
+        dimension faiss accepts (the flags below do not depend on d)."""
+        if self._probe is None:
+            dims = (self.d,) if self.d is not None else _PROBE_DIMS
+            for d in dims:
+                try:
+                    self._probe = _make_index(self.factory, d)
+                    break
+                except RuntimeError:
+                    continue
+            else:
+                raise ValueError(check_factory(self.factory, dims[0]) or f"{self.name}: no d")
+        return self._probe
+
+    @property
+    def learns(self) -> bool:
+        return not self._structure().is_trained
+
+    @property
+    def random(self) -> bool:
+        return _random(self._structure())
+
+    @property
+    def ip_estimator(self) -> bool:
+        return _ip_estimator(self._structure())
+
+    @property
+    def decode_drops_bits(self) -> bool:
+        """sa_decode ignores part of the code (RaBitQ with more than 1 bit a dimension)."""
+        faiss = _faiss()
+        codec = _parts(self._structure())[1]
+        if isinstance(codec, faiss.IndexRaBitQ | faiss.IndexRaBitQFastScan):
+            return codec.rabitq.nb_bits > 1
+        return False
+
+    @property
+    def bits(self) -> float:
+        if self.index is None:
+            raise RuntimeError(
+                f"{self.name}: bits depend on d; fit first or use bytes_per_vector(d)"
+            )
+        return 8 * self.index.sa_code_size() / self.d
+
+    def bytes_per_vector(self, d: int) -> int:
+        if self.index is not None and d == self.d:
+            return int(self.index.sa_code_size())
+        if d not in self._sizes:
+            problem = check_factory(self.factory, d)
+            if problem:
+                raise ValueError(problem)
+            self._sizes[d] = int(_make_index(self.factory, d).sa_code_size())
+        return self._sizes[d]
+
+    # -- fit, encode, decode
+
+    def fit(self, X: np.ndarray) -> FaissCode:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2 or len(X) == 0:
+            raise ValueError(f"{self.name}: calibration must be a non-empty n × d array")
+        d = X.shape[1]
+        problem = check_factory(self.factory, d)
+        if problem:
+            raise ValueError(problem)
+        index = _make_index(self.factory, d)
+        if len(X) < _opq_dims(index):
+            raise ValueError(
+                f"{self.name}: OPQ needs at least {_opq_dims(index)} calibration vectors at "
+                f"d={d}, got {len(X)} (fewer crash faiss's OPQ training)"
+            )
+        log: list[str] = []
+        keep: list = []
+        try:
+            _seed_parts(index, self.seed, keep)
+            if self.configure is not None:
+                self.configure(index)
+            with _omp_threads(self.threads), _captured_output(log):
+                if not index.is_trained:
+                    index.train(X)
+                # the codec must round-trip: catch a missing decode now, not mid-evaluation
+                index.sa_decode(index.sa_encode(X[:1]))
+        except RuntimeError as e:
+            raise ValueError(f"{self.name}: training failed at d={d}: {_condense(e)}") from e
+        finally:
+            _release_training_objects(index)
+            del keep
+        self.index, self.d, self.faiss_log = index, d, log
+        return self
+
+    def _fitted(self):
+        if self.index is None:
+            raise RuntimeError(f"{self.name} used before fit")
+        return self.index
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        index = self._fitted()
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.d:
+            raise ValueError(f"{self.name}: expected n × {self.d} vectors, got {X.shape}")
+        if len(X) == 0:
+            return np.empty((0, index.sa_code_size()), dtype=np.uint8)
+        return index.sa_encode(X)
+
+    def decode(self, codes: np.ndarray, d: int) -> np.ndarray:
+        index = self._fitted()
+        if d != self.d:
+            raise ValueError(f"{self.name}: fitted for d={self.d}, asked to decode d={d}")
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        if len(codes) == 0:
+            return np.empty((0, d), dtype=np.float32)
+        return index.sa_decode(codes)
+
+    def params_bytes(self) -> int:
+        """Bytes of the trained, empty index as faiss serializes it (headers included)."""
+        return len(_faiss().serialize_index(self._fitted()))
+
+
+# --- checks -----------------------------------------------------------------------------
+
+
+def check_factory(factory: str, d: int) -> str | None:
+    """None when `factory` builds at dimension d and is a standalone codec, else one line.
+
+    The line names `faiss:<factory>` and d and says what faiss said (its message
+    condensed) or why the index is not accepted. No training happens here; `fit`
+    also round-trips one calibration vector after training.
+    """
+    name = f"{PREFIX}{factory} at d={d}"
+    try:
+        index = _make_index(factory, d)
+    except (RuntimeError, ValueError, TypeError) as e:
+        return f"{name}: {_condense(e)}"
+    reason = _not_a_codec(index)
+    if reason is None:
+        try:
+            index.sa_code_size()
+        except RuntimeError as e:
+            reason = _condense(e)
+    return None if reason is None else f"{name}: not a standalone codec: {reason}"
+
+
+def _centroid_counts(index) -> list[int]:
+    """Centroids per k-means (or LSQ codebook) the training fits: one entry per kind."""
+    faiss = _faiss()
+    transforms, codec = _parts(index)
+    counts = []
+    for vt in transforms:
+        if isinstance(vt, faiss.OPQMatrix):
+            counts.append(256)  # OPQ trains an 8-bit PQ inside
+    if isinstance(codec, faiss.IndexPQ | faiss.IndexPQFastScan):
+        counts.append(int(codec.pq.ksub))
+    for aq in _sub_quantizers(codec):
+        counts.extend(1 << int(b) for b in faiss.vector_to_array(aq.nbits))
+    return counts
+
+
+def training_shortfall(factory: str, n_train: int, d: int) -> str | None:
+    """One line when `n_train` calibration vectors are fewer than the training asks for.
+
+    PQ, OPQ, RQ (per stage), PRQ: k-means with 2^nbits centroids, which faiss asks to
+    train on at least 39 points a centroid (it warns below, and fails below one point
+    a centroid); LSQ's codebooks get the same rule of thumb (faiss does not warn for
+    them). SQ and RaBitQ learn per-dimension ranges or a mean: at least 2 vectors. OPQ
+    needs at least its working dimensions (fewer crash faiss; `fit` refuses them). A
+    codec faiss builds trained needs none. Raises ValueError for a factory string
+    that `check_factory` refuses.
+    """
+    problem = check_factory(factory, d)
+    if problem:
+        raise ValueError(problem)
+    index = _make_index(factory, d)
+    if index.is_trained:
+        return None
+    name = PREFIX + factory
+    if n_train < _opq_dims(index):
+        return (
+            f"{name}: {n_train} calibration vectors; OPQ needs at least {_opq_dims(index)} "
+            f"(fewer crash faiss's OPQ training, so fit refuses them)"
+        )
+    k = max(_centroid_counts(index), default=0)
+    if k == 0:
+        if n_train < 2:
+            return f"{name}: {n_train} calibration vectors; its ranges or mean need at least 2"
+        return None
+    need = MIN_POINTS_PER_CENTROID * k
+    if n_train < k:
+        return (
+            f"{name}: {n_train} calibration vectors for {k} centroids a sub-quantizer: "
+            f"training fails below {k} (faiss asks for {need}, 39 a centroid)"
+        )
+    if n_train < need:
+        return (
+            f"{name}: {n_train} calibration vectors for {k} centroids a sub-quantizer; "
+            f"faiss asks for at least {need} (39 a centroid): codebooks may be undertrained"
+        )
+    return None
+
+
+# --- the engine's own scores ------------------------------------------------------------
+
+
+def faiss_search_scores(
+    code: FaissCode, Q: np.ndarray, codes: np.ndarray, *, rabitq_qb: int | None = None
+) -> np.ndarray:
+    """The index's own inner-product scores of every code for every query: n_q × n_docs.
+
+    The stored codes go into a copy of the trained codec (`add_sa_codes`, or for
+    fast-scan PQ, which lacks it, `add` of the decoded vectors after checking that
+    they re-encode to the same codes); queries pass through the index's transforms;
+    each block of queries is searched with k = n_docs, so every score is the
+    engine's asymmetric estimator (e.g. RaBitQ's, which decoding does not give).
+    `rabitq_qb` sets RaBitQ's query quantization (faiss's default 4 bits; 0: float
+    queries). Equal to `Q @ decode(codes).T` (up to float rounding) exactly when
+    `code.ip_estimator` is True.
+    """
+    faiss = _faiss()
+    index = code._fitted()
+    Q = np.ascontiguousarray(Q, dtype=np.float32)
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    if Q.ndim != 2 or Q.shape[1] != code.d:
+        raise ValueError(f"{code.name}: expected n × {code.d} queries, got {Q.shape}")
+    n_docs = len(codes)
+    scores = np.empty((len(Q), n_docs), dtype=np.float32)
+    if n_docs == 0 or len(Q) == 0:
+        return scores
+    # a copy that owns itself (clone_index does not support every index); the views
+    # `_parts` returns below live while it does
+    owner = faiss.deserialize_index(faiss.serialize_index(index))
+    transforms, inner = _parts(owner)
+    for vt in transforms:
+        Q = vt.apply(Q)
+    if isinstance(inner, faiss.IndexFlatCodes):
+        inner.add_sa_codes(codes)
+    else:
+        vectors = inner.sa_decode(codes)
+        if not np.array_equal(inner.sa_encode(vectors), codes):
+            hint = (
+                " (faiss:RaBitQ has the same codes and can)"
+                if isinstance(inner, faiss.IndexRaBitQFastScan)
+                else ""
+            )
+            raise NotImplementedError(
+                f"{code.name}: this index cannot take stored codes, and its decoded vectors "
+                f"do not re-encode to them{hint}"
+            )
+        inner.add(vectors)
+    params = None
+    if rabitq_qb is not None and isinstance(inner, faiss.IndexRaBitQ):
+        params = faiss.RaBitQSearchParameters()
+        params.qb = rabitq_qb
+    block = max(1, SCORE_BLOCK_BYTES // (12 * n_docs))
+    for start in range(0, len(Q), block):
+        dist, labels = inner.search(Q[start : start + block], n_docs, params=params)
+        if (labels < 0).any():
+            raise RuntimeError(f"{code.name}: the search did not score every code")
+        np.put_along_axis(scores[start : start + len(dist)], labels, dist, axis=1)
+    return scores
