@@ -500,6 +500,12 @@ class FaissCode(Code):
         """Bytes of the trained, empty index as faiss serializes it (headers included)."""
         return len(_faiss().serialize_index(self._fitted()))
 
+    def check(self, d: int) -> str | None:
+        return check_factory(self.factory, d)
+
+    def training_note(self, n_train: int, d: int) -> str | None:
+        return training_shortfall(self.factory, n_train, d)
+
 
 # --- checks -----------------------------------------------------------------------------
 

@@ -134,7 +134,9 @@ def build_code(part: str, seed: int = 0) -> Code:
     if part.startswith(FAISS_PREFIX):
         from embedbench.quantize.faiss_codec import FaissCode
 
-        return FaissCode(part[len(FAISS_PREFIX) :], seed=DEFAULT_SEED + seed)
+        code = FaissCode(part[len(FAISS_PREFIX) :], seed=DEFAULT_SEED + seed)
+        code.learns  # noqa: B018  (faiss builds it for some dimension, else ValueError)
+        return code
     from embedbench.quantize.turbo import TurboQuant
 
     m = _TURBO.fullmatch(part)
