@@ -56,7 +56,7 @@ quantized look-up tables: scores off by ~1e-3) nor RaBitQ.
 RaBitQ (faiss 1.15, read from `RaBitQuantizer.cpp` and checked numerically): no
 rotation (prepend `RR` for one); training only takes the calibration mean c; the
 code holds the signs s of r = x - c and factors ||r||² - ||x||² and
-dp = ||r||·√d / ||r||₁. `sa_decode` gives c + r̂, r̂ = dp·s/√d (scaled so <q, r̂>
+dp = ||r||²·√d / ||r||₁. `sa_decode` gives c + r̂, r̂ = dp·s/√d (scaled so <q, r̂>
 estimates <q, r> without bias: its norm is ||r|| / cos(r, s), 1.25 ||r|| on
 embedding-like data, not the least-squares reconstruction). The index's search
 scores <q, c + r̂> + <c, r - r̂> (exact to 1e-6 with float queries), a per-document
@@ -65,7 +65,8 @@ query to 4 bits. With more bits (`RaBitQ4`) `sa_decode` ignores the extra bits (
 decoded vectors are those of `RaBitQ`), while the search uses them: on
 embedding-like data its mean |error| on <q, x> is 0.0034 against decoding's 0.027.
 `decode_drops_bits` flags that case. `faiss_search_scores` gives the index's own
-scores for any accepted codec.
+scores for any accepted codec but fast-scan RaBitQ (`RaBitQfs`: it cannot take stored
+codes; `RaBitQ` has the same codes and can).
 
 `training_shortfall` says when the calibration set is smaller than the training asks
 for (faiss's k-means warns below 39 points a centroid; it also samples at most 256
