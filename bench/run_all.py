@@ -9,6 +9,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     "quantize_throughput.py",
+    "faiss_codec_throughput.py",
     "rotation_throughput.py",
     "turbo_throughput.py",
     "search_throughput.py",
