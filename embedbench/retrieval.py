@@ -103,8 +103,9 @@ class CodeSearch:
     - asymmetric: the float query, passed through the technique's transforms only and
       normalised, against the decoded documents (for sign codes the ±1 vectors / √d;
       a code that is an inner-product estimator, `code.ip_estimator`: PQ/RQ/SQ's
-      look-up-table score, RaBitQ's and TurboQuant-prod's estimators, scores
-      <q, decoded document> with the documents not re-normalised, as the engines do),
+      look-up-table score, TurboQuant-prod's estimator, scores <q, decoded document>
+      with the documents not re-normalised, as the engines do; RaBitQ is not one:
+      faiss's RaBitQ search adds a per-document term, see `quantize.faiss_codec`),
       with `IndexFlatIP` over the decoded documents in both cases: numpy would be the
       same arithmetic, faiss keeps one search path and is fast.
     - rescoring (`rescore_multiplier=m`): the first top_k·m documents of the code

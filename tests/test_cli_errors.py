@@ -41,6 +41,12 @@ tasks: [STSBenchmark]
 techniques: [binary]
 techniques: [scalar]
 """
+FAISS_BAD = """\
+name: t
+providers: [local:sentence-transformers/all-MiniLM-L6-v2]
+tasks: [STSBenchmark]
+techniques: [binary, "faiss:PQ24", "faiss:bogus", "faiss:HNSW32", turbo5]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +55,7 @@ def runs(tmp_path_factory):
     (tmp / "bad_field.yaml").write_text(BAD_FIELD, encoding="utf-8")
     (tmp / "two_names.yaml").write_text(TWO_NAMES, encoding="utf-8")
     (tmp / "twice.yaml").write_text(TWICE, encoding="utf-8")
+    (tmp / "faiss_bad.yaml").write_text(FAISS_BAD, encoding="utf-8")
     (tmp / "garbage.sqlite").write_bytes(b"not a database at all\n" * 50)
     env = {
         **os.environ,
@@ -61,6 +68,7 @@ def runs(tmp_path_factory):
         "bad_field": ["validate", str(tmp / "bad_field.yaml")],
         "two_names": ["validate", str(tmp / "two_names.yaml")],
         "twice": ["validate", str(tmp / "twice.yaml")],
+        "faiss_bad": ["validate", str(tmp / "faiss_bad.yaml")],
         "missing": ["validate", str(tmp / "nope.yaml")],
         "list_techniques": ["list", "techniques"],
         "quickstart": ["validate", str(QUICKSTART)],
@@ -184,3 +192,14 @@ def test_a_key_written_twice_is_a_user_error(runs):
     assert code == 2
     line = _one_error_line(stderr)
     assert "key 'techniques' is written twice (lines 4 and 5)" in line
+
+
+def test_validate_names_what_faiss_said_for_each_bad_codec(runs):
+    """A factory string faiss cannot parse, one that is no standalone codec (known only
+    once the model's dimension is), and an unknown TurboQuant width: a line each."""
+    code, _, stderr = runs["faiss_bad"]
+    assert code == 2 and "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert any("faiss:bogus" in x and "could not parse index string bogus" in x for x in lines)
+    assert any("unknown technique 'turbo5'" in x and "turbo3.5" in x for x in lines)
+    assert not any("techniques: faiss:PQ24" in x for x in lines)  # a good one
