@@ -115,5 +115,6 @@ def test_executors_give_the_same_table(tmp_path, data_dir, reference, backend):
     _run(cfg, cache, data_dir)
     assert (out / "retention.csv").read_bytes() == (ref_out / "retention.csv").read_bytes()
     manifest = yaml.safe_load((out / "manifest.json").read_text())
-    # baseline + 5 techniques + the float control of the two rotated presets (svd+float32)
-    assert manifest["evaluations"]["run"] == len(TECHNIQUES) + 1
+    # baseline + the techniques (classic is the baseline) + the float controls of the
+    # rotated presets (svd+float32) and of pca96+turbo1 (pca96+float32)
+    assert manifest["evaluations"]["run"] == len(TECHNIQUES) + 2
