@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,15 +92,31 @@ class EmbeddingCache:
                 f"cache {self.path}: cannot create its folder ({e.strerror or e}); {_FIX}"
             ) from None
         try:
-            self._db = self._open()
+            self._db = self._open_retrying()
         except sqlite3.DatabaseError as e:
             what = "is not a valid embedbench cache" if self.path.exists() else "cannot be created"
             raise CacheError(f"cache file {self.path} {what}: {e}; {_FIX}") from None
+
+    def _open_retrying(self, seconds: float = 60.0) -> sqlite3.Connection:
+        """`_open`, again while another process holds the lock sqlite needs to set the
+        journal mode or create the schema: sqlite answers "database is locked" at once
+        there, without waiting (two runs opening one cold cache at the same moment)."""
+        deadline = time.monotonic() + seconds
+        pause = 0.01
+        while True:
+            try:
+                return self._open()
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.5)
 
     def _open(self) -> sqlite3.Connection:
         exists = self.path.exists()
         if exists and not os.access(self.path, os.R_OK):
             raise CacheError(f"cache file {self.path} is not readable; {_FIX}")
+        db = None
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
             ours = self._check_schema(db)
@@ -116,6 +133,8 @@ class EmbeddingCache:
             db.rollback()
             return db
         except sqlite3.OperationalError as e:
+            if db is not None:
+                db.close()
             if not exists or not _is_readonly(e):
                 raise
         for mode in ("mode=ro", "immutable=1"):  # read-only file, folder or file system
