@@ -343,6 +343,17 @@ def _release_training_objects(index) -> None:
 # --- the code ---------------------------------------------------------------------------
 
 
+_FAMILY_WORDS = (  # first match wins: what a factory string's codec is
+    ("OPQ", "a learned rotation (OPQ), then product quantization"),
+    ("RaBitQ", "RaBitQ: the sign of the residual to the mean, with two float factors"),
+    ("LSQ", "additive quantization, codebooks by local search (LSQ)"),
+    ("RQ", "residual (additive) quantization, one k-means codebook a stage"),
+    ("PQ", "product quantization: one k-means codebook per sub-vector"),
+    ("SQfp16", "half-precision floats"),
+    ("SQ", "per-dimension scalar quantization, ranges from calibration"),
+)
+
+
 class FaissCode(Code):
     """A faiss standalone codec, `faiss:<factory>`, trained on calibration vectors only.
 
@@ -503,6 +514,13 @@ class FaissCode(Code):
     def params_bytes(self) -> int:
         """Bytes of the trained, empty index as faiss serializes it (headers included)."""
         return len(_faiss().serialize_index(self._fitted()))
+
+    @property
+    def summary(self) -> str:
+        """One line for `embedbench list techniques`: what the factory string builds."""
+        kinds = [(k, v) for k, v in _FAMILY_WORDS if k in self.factory]
+        what = kinds[0][1] if kinds else "a faiss standalone codec"
+        return f"faiss `{self.factory}`: {what}, trained on calibration vectors only."
 
     def check(self, d: int) -> str | None:
         return check_factory(self.factory, d)

@@ -296,6 +296,19 @@ class TurboQuant(Code):
         self.d: int | None = None
 
     @property
+    def summary(self) -> str:
+        """One line for `embedbench list techniques`."""
+        if self.prod:
+            return (
+                f"TurboQuant_prod (§3.2): {self.mse_bits:g}-bit TurboQuant_mse, then the 1-bit "
+                "QJL sketch of the residual and its norm: unbiased inner products."
+            )
+        return (
+            f"TurboQuant_mse (§3.1): randomized Hadamard rotation, then a {self.bits:g}-bit "
+            "Lloyd–Max codebook per coordinate for the rotated unit vector's law."
+        )
+
+    @property
     def ip_estimator(self) -> bool:
         """decode(encode(x)) is unbiased for ⟨y, x⟩: do not re-normalise decoded vectors."""
         return self.prod
