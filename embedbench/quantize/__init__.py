@@ -23,14 +23,16 @@ Modules, one concept each (every name is re-exported here):
   and PCA dimension reduction `pca<k>`;
 - `hadamard`: the fast randomized Hadamard rotations `hadamard`, `hadamard-pad`;
 - `turbo`: TurboQuant (`TurboQuant`: `turbo<b>`, `turbo<b>-prod`), a random rotation then
-  Lloyd–Max codebooks per coordinate, data-oblivious (not yet in `CODES` or the grammar);
+  Lloyd–Max codebooks per coordinate (`lloyd_max`), data-oblivious (a code family of the
+  grammar, not a `CODES` key);
 - `technique`: `Technique`, transforms then a code, fitted and sized;
 - `grammar`: names (`PRESETS`, `TRANSFORMS`, `transform+...+code`), `parse_technique`,
   `control_spec`;
 - `faiss_codec`: any faiss standalone codec as a code, `FaissCode` (`faiss:<factory>`,
   e.g. `faiss:PQ24`, `faiss:RaBitQ`), `check_factory`, `training_shortfall`, and
-  `faiss_search_scores` (the index's own scores, e.g. RaBitQ's estimator). faiss is
-  imported when first used.
+  `faiss_search_scores` (the index's own scores, e.g. RaBitQ's estimator); building,
+  inspecting and checking the index in `faiss_index`. faiss is imported when first used;
+- `distortion`: reconstruction error against Shannon's bound.
 """
 
 from embedbench.quantize.codes import (
