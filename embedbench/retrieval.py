@@ -92,7 +92,8 @@ class CodeSearch:
     Index: float document vectors from `lookup(texts, PromptType.document)`, encoded
     with the fitted `technique`. Packed sign codes (`binary`, `binary-centered`, with
     any transforms) go into a faiss `IndexBinaryFlat`; every other code into an
-    `IndexFlatIP` over the decoded vectors, L2-normalised when `normalize`.
+    `IndexFlatIP` over the decoded vectors, L2-normalised when `normalize` (but not
+    for an asymmetric search over an inner-product estimator, see below).
 
     Search, queries from `lookup(texts, PromptType.query)`:
     - symmetric (`asymmetric=False`): the query is coded like the documents. Sign
