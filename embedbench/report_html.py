@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from embedbench.plots import FIGURES
+from embedbench.results import mse_cell
 
 
 def _e(value: Any) -> str:
@@ -78,10 +79,6 @@ def _html_table(rows: list[dict[str, str]], columns: list[str]) -> str:
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 
-def _mse(r: dict[str, str]) -> str:
-    return f"{r['mse']} ({r.get('mse_vs_bound', '')})" if r.get("mse") else ""
-
-
 def _retention_table(rows: list[dict[str, str]]) -> str:
     head = (
         "<tr><th>task</th><th>provider:model</th><th>technique</th><th>bits/dim</th>"
@@ -104,7 +101,7 @@ def _retention_table(rows: list[dict[str, str]]) -> str:
             f"<td class='n'>{_e(r.get('size_multiplier'))}</td>"
             f"<td class='n'>{_e(r.get('score'))}</td>"
             f"<td class='n'>{_e(r['retention'])}{_e(ci)}</td><td>{_e(verdict)}</td>"
-            f"<td class='n'>{_e(_mse(r))}</td></tr>"
+            f"<td class='n'>{_e(mse_cell(r))}</td></tr>"
         )
     return (
         "<table class='retention'>\n<thead>"

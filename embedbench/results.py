@@ -201,6 +201,11 @@ def row_values(r: CellResult) -> dict[str, str]:
     }
 
 
+def mse_cell(v: dict[str, str]) -> str:
+    """`mse (mse_vs_bound)` of a CSV row's values, for the tables people read."""
+    return f"{v['mse']} ({v.get('mse_vs_bound', '')})" if v.get("mse") else ""
+
+
 def csv_text(rows: list[CellResult]) -> str:
     """The retention.csv of `rows`: `COLUMNS` in order, numbers at fixed precision."""
     buf = io.StringIO()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from embedbench.plots import FIGURES
-from embedbench.results import CellResult, row_values
+from embedbench.results import CellResult, mse_cell, row_values
 
 if TYPE_CHECKING:
     from embedbench.results import RunResult
@@ -39,10 +39,6 @@ def task_label(r: CellResult) -> str:
     return f"{r.task} ({r.subset}, {r.split})"
 
 
-def _mse(v: dict[str, str]) -> str:
-    return f"{v['mse']} ({v['mse_vs_bound']})" if v["mse"] else ""
-
-
 def markdown_table(rows: list[CellResult]) -> str:
     """The retention table a person reads (also printed by the CLI)."""
     head = (
@@ -58,7 +54,7 @@ def markdown_table(rows: list[CellResult]) -> str:
             f"| {task_label(r)} | {r.provider}:{r.model} | {tech} | {v['bits_per_dim']} "
             f"| {r.bytes_per_vector} + {r.secondary_bytes} | {v['size_multiplier']} "
             f"| {v['score']} | {v['retention']}{_ci(r)} | {r.retention.verdict} "
-            f"| {_seeds(r)} | {_control(r)} | {_mse(v)} |"
+            f"| {_seeds(r)} | {_control(r)} | {mse_cell(v)} |"
         )
     return head + "\n".join(lines) + "\n"
 
