@@ -29,7 +29,8 @@ otherwise), its signs drawn from `seed` on a stream of its own (so a `hadamard`
 transform before the code, drawn from the same seed, is an independent rotation);
 S (prod) is drawn from `seed` too, from another stream. The QJL step is done in
 the rotated coordinates (S applied to Πr, and Π^T once at the end): S Π^T is
-again a matrix of i.i.d. N(0, 1), so this is the paper's estimator with another Gaussian matrix, and saves one rotation.
+again a matrix of i.i.d. N(0, 1), so this is the paper's estimator with another
+Gaussian matrix, and saves one rotation.
 """
 
 from __future__ import annotations
