@@ -322,6 +322,38 @@ def report(run_dir: str, x_axis: str) -> None:
 
 
 @cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path())
+@click.option(
+    "--budgets",
+    default="8,16,32,64,128",
+    show_default=True,
+    help="size budgets (size × ≥), comma-separated; every row is listed for the two largest",
+)
+@click.option("--bootstrap", "n_boot", type=int, default=2000, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True, help="bootstrap seed")
+def frontier(run_dir: str, budgets: str, n_boot: int, seed: int) -> None:
+    """Per size budget, the best technique of run RUN against the best truncation row,
+    with the paired 95% interval of their difference (markdown)."""
+    from embedbench import frontier as fr
+
+    try:
+        sizes = tuple(int(b) for b in budgets.split(","))
+        if not sizes or min(sizes) < 1:
+            raise ValueError
+    except ValueError:
+        click.echo(
+            f"error: --budgets takes integers ≥ 1 separated by commas, got {budgets!r}", err=True
+        )
+        sys.exit(2)
+    try:
+        best, every = fr.frontier(run_dir, sizes, n_boot, seed)
+    except EmbedbenchError as e:
+        click.echo(_line(e, "error: "), err=True)
+        sys.exit(e.exit_code)
+    click.echo(fr.markdown(best, every))
+
+
+@cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_HELP)
 @click.option("--cache", type=click.Path(dir_okay=False), help=CACHE_HELP)
