@@ -239,7 +239,8 @@ class CodeSearch:
         codes = self.technique.encode(X)
         self.hamming = not self.asymmetric and is_sign_code_of(self.technique, codes, d)
         self.engine_codes = None
-        if self.asymmetric and self.technique.code.engine_search:
+        code = self.technique.code
+        if code.engine_search and (self.asymmetric or code.engine is not None):
             self.engine_codes, self.docs = codes, None
             index = None
         elif self.hamming:

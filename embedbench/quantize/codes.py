@@ -62,8 +62,10 @@ class Code(ABC):
     ip_estimator: bool = False
 
     # an asymmetric search scores the stored codes with the engine's own estimator
-    # (`search_scores`), which decoding does not give (faiss's RaBitQ)
+    # (`search_scores`), which decoding does not give (faiss's RaBitQ); an engine
+    # preset (`engine` set, `embedbench.engines`) is searched that way always
     engine_search: bool = False
+    engine: str | None = None
 
     def search_scores(self, Q: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """The engine's score of every code for every (transformed) float query."""
