@@ -208,6 +208,13 @@ def _echo_techniques() -> None:
             f"  {t.name:<{width}}  {_yes(t.learns):<6}  {_yes(t.random):<6}  "
             f"{_yes(t.keeps_cosines):<13}  {t.description}"
         )
+    click.echo(
+        "  Engine presets (a database's setting: what it stores, scored as it scores; "
+        "add /rescore<k> for its oversample-and-rescore option):"
+    )
+    for p in api.engine_presets():
+        click.echo(f"  {p.name:<{width}}  {p.engine} {p.version}; source: {p.source}")
+        click.echo(f"  {'':<{width}}  not reproduced: {p.not_reproduced}")
 
 
 @cli.group()

@@ -1,0 +1,46 @@
+"""Every engine preset: listed with its engine and source, sized as it encodes,
+deterministic, searched by its own scores, and pinned by a test file of its engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from embedbench.cli import cli
+from embedbench.engines import presets
+from embedbench.registry import build_technique
+
+NAMES = sorted(presets())
+
+
+def test_list_techniques_shows_every_preset_with_engine_and_source():
+    out = CliRunner().invoke(cli, ["list", "techniques"]).output
+    for p in presets().values():
+        assert f"{p.name}" in out and f"{p.engine} {p.version}; source: {p.source}" in out
+        assert p.not_reproduced and p.not_reproduced in out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_preset_is_sized_deterministic_and_searched_by_the_engine(name):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 384)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    a = build_technique(name, seed=0).fit(X[:2500])
+    codes = a.encode(X[2500:])
+    assert codes.dtype == np.uint8 and codes.shape == (500, a.bytes_per_vector(384))
+    b = build_technique(name, seed=0).fit(X[:2500])
+    assert np.array_equal(codes, b.encode(X[2500:]))
+    assert a.code.engine_search and a.code.engine == presets()[name].engine
+    scores = a.code.search_scores(X[:3], codes)
+    assert scores.shape == (3, 500) and np.isfinite(scores).all()
+    assert a.decode(codes, 384).shape == (500, 384)
+
+
+def test_every_engine_module_has_its_pinned_tests():
+    modules = {p.make.__module__.rsplit(".", 1)[-1] for p in presets().values()}
+    here = Path(__file__).parent
+    for m in modules:
+        assert (here / f"test_engines_{m}.py").is_file(), m
