@@ -330,6 +330,19 @@ def report(run_dir: str, x_axis: str) -> None:
 
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path())
+def engines(run_dir: str) -> None:
+    """The engine presets of run RUN, a table per engine with its verdict (markdown)."""
+    from embedbench.engine_table import engine_table
+
+    try:
+        click.echo(engine_table(run_dir), nl=False)
+    except EmbedbenchError as e:
+        click.echo(_line(e, "error: "), err=True)
+        sys.exit(e.exit_code)
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path())
 @click.option(
     "--budgets",
     default="8,16,32,64,128",
