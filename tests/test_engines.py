@@ -44,3 +44,23 @@ def test_every_engine_module_has_its_pinned_tests():
     here = Path(__file__).parent
     for m in modules:
         assert (here / f"test_engines_{m}.py").is_file(), m
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_preset_search_gets_the_float_query(name, monkeypatch):
+    """The engine quantizes the query its own way: search_scores sees the normalised
+    float query, never a round trip through the document code."""
+    from embedbench import retrieval as R
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 64)).astype(np.float32)
+    Q = rng.normal(size=(4, 64)).astype(np.float32)
+    tech = build_technique(name).fit(X)
+    seen = []
+    scores = tech.code.search_scores
+    monkeypatch.setattr(tech.code, "search_scores", lambda q, c: seen.append(q) or scores(q, c))
+    search = R.CodeSearch(lambda *_: None, tech, None)
+    search.build(X, [f"d{i:03d}" for i in range(300)])
+    search.search_vectors(Q, [f"q{i}" for i in range(4)], 5)
+    want = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.concatenate(seen), want, rtol=1e-6)
