@@ -183,6 +183,7 @@ def test_sizes_determinism_and_calibration_only_fitting(name):
     ca = a.encode(docs)
     assert ca.shape == (50, a.bytes_per_vector(64)) and ca.dtype == np.uint8
     np.testing.assert_array_equal(ca, b.encode(docs))  # the same bytes, any seed
+
     def state(code):
         sq = getattr(code, "sq", None)
         return [getattr(code, "centroid", None)] + ([sq.lo, sq.hi] if sq else [])
