@@ -64,3 +64,25 @@ def test_a_preset_search_gets_the_float_query(name, monkeypatch):
     search.search_vectors(Q, [f"q{i}" for i in range(4)], 5)
     want = Q / np.linalg.norm(Q, axis=1, keepdims=True)
     np.testing.assert_allclose(np.concatenate(seen), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("technique", "secondary"),
+    [
+        ("binary", 0),
+        ("binary/rescore4", 4 * 384),
+        ("binary/rescore4-int8", 384),
+        ("pgvector:halfvec", 0),
+        ("pgvector:bit", 4 * 384 + 8),  # the vector column the expression index is on
+        ("pgvector:bit/rescore4", 4 * 384 + 8),  # re-ranks from that column: no second copy
+        ("es:int8_hnsw", 4 * 384),  # ES keeps the float vectors beside the quantized ones
+        ("es:bbq_hnsw/rescore3", 4 * 384),
+        ("es:bbq_hnsw/rescore3-int8", 4 * 384 + 384),
+    ],
+)
+def test_the_total_footprint_counts_what_the_engine_keeps(technique, secondary):
+    from types import SimpleNamespace
+
+    from embedbench.evaluate import secondary_bytes
+
+    assert secondary_bytes(SimpleNamespace(technique=technique), 384) == secondary

@@ -7,7 +7,11 @@ against a stored code (`Code.search_scores`, used by every retrieval search over
 preset: `engine_search` is True and `engine` is set). Symmetric tasks (STS,
 classification, clustering) compare decoded vectors, the engine's reconstruction.
 The engine's oversampling-and-rescore search option is the existing `/rescore<k>`
-suffix (e.g. `qdrant:binary/rescore3`), whose float copy the table counts.
+suffix (e.g. `qdrant:binary/rescore3`). Most engines keep every original float
+vector beside its quantized one (on disk, for re-scoring, merges and re-indexing):
+`originals` gives those bytes, which the table counts in the total footprint
+(`secondary_bytes_per_vector`) with or without `/rescore<k>` (whose re-ranking then
+reads them: no second copy); the code alone is the fast, searched tier.
 
 Each preset records the engine, the version it follows, the source it was read
 from (a documentation section or a source file of the engine's public repository)
@@ -38,6 +42,9 @@ class EnginePreset:
     summary: str  # one line: what is stored and how it is scored
     not_reproduced: str  # what the preset leaves out (always: the index graph's own loss)
     make: Callable[[int], Code]  # seed -> a fresh code
+    # bytes a vector the engine stores beside the code in any case (the original
+    # float vector it keeps on disk for re-scoring, merges, re-indexing): d -> bytes
+    originals: Callable[[int], int] = lambda d: 0
 
 
 PRESETS: dict[str, EnginePreset] = {}
@@ -77,6 +84,7 @@ def preset(name: str, seed: int) -> Code:
     p = PRESETS[name]
     code = p.make(seed)
     code.name, code.engine = p.name, p.engine
+    code.originals_bytes = p.originals
     code.summary = f"{p.engine} {p.version}: {p.summary} (source: {p.source})"
     return code
 

@@ -29,15 +29,15 @@ at index time and indexes them with Lucene's DOT_PRODUCT) with `index_options.ty
   max((1 + estimate) / 2, 0). This preset is the quantized score alone; ES's
   default for bbq_hnsw oversamples 3× and re-ranks by the float vectors
   (`rescore_vector.oversample: 3.0`, DenseVectorFieldMapper.DEFAULT_OVERSAMPLE):
-  that search is `es:bbq_hnsw/rescore3`, whose float copy the table counts (ES keeps
-  the float vectors on disk too).
+  that search is `es:bbq_hnsw/rescore3`, which reads the float vectors ES keeps.
 
 Counted per vector: the quantized payload and the per-vector corrections the format
-writes; not counted: the HNSW graph, the float vectors ES keeps beside every quantized
-format (also for int8/int4), and per-segment state (quantiles, centroid:
-`params_bytes`). Decoding (symmetric tasks): int8/int4 dequantize as
-ScalarQuantizer.deQuantize (alpha·q + lo); BBQ has no reconstruction in the engine,
-so the natural one is given: centroid + lower + bit·(upper - lower).
+writes (the searched tier), and in the total footprint the float vectors ES keeps on
+disk beside every quantized format (4·d bytes, `originals`); not counted: the HNSW
+graph and per-segment state (quantiles, centroid: `params_bytes`). Decoding
+(symmetric tasks): int8/int4 dequantize as ScalarQuantizer.deQuantize (alpha·q +
+lo); BBQ has no reconstruction in the engine, so the natural one is given: centroid
++ lower + bit·(upper - lower).
 
 Sources read: elastic/elasticsearch DenseVectorFieldMapper.java at 23494d1
 (index options, DEFAULT_OVERSAMPLE = 3), ES814ScalarQuantizedVectorsFormat.java at
@@ -246,6 +246,7 @@ register(
             "the same score",
         ),
         make=lambda seed: ESScalarQuantized(7),
+        originals=lambda d: 4 * d,  # ES keeps the float vectors beside the quantized ones
     ),
     EnginePreset(
         name="es:int4_hnsw",
@@ -263,6 +264,7 @@ register(
             "float scores of the grid search summed in float64",
         ),
         make=lambda seed: ESScalarQuantized(4),
+        originals=lambda d: 4 * d,  # ES keeps the float vectors beside the quantized ones
     ),
     EnginePreset(
         name="es:bbq_hnsw",
@@ -282,5 +284,6 @@ register(
             "default is the /rescore3 variant, not this preset",
         ),
         make=lambda seed: ESBBQ(),
+        originals=lambda d: 4 * d,  # ES keeps the float vectors beside the quantized ones
     ),
 )

@@ -16,7 +16,8 @@ pgvector 0.8 (github.com/pgvector/pgvector, read at commit e48241b):
   `dimensions / 8 + 8` bytes (README "Binary Vectors": varlena header and int32 bit
   length, then the bytes). The README's re-ranking query (Hamming top k·m, then
   `ORDER BY embedding <=> query`) is `pgvector:bit/rescore<m>`: the table keeps the
-  float `vector` column, which the rescore's float copy counts.
+  float `vector` column (`4 * dimensions + 8` bytes), counted in the total
+  footprint (`originals`), which the re-ranking reads.
 
 Not reproduced: the HNSW / IVFFlat index's own recall loss (search here is
 exhaustive over the codes), and Postgres's TOAST compression of large values.
@@ -144,5 +145,6 @@ register(
         "re-rank by float cosine with /rescore<k>",
         not_reproduced=_NOT,
         make=lambda seed: BitQuantize(),
+        originals=lambda d: 4 * d + HEADER,  # the table's vector column the index is on
     ),
 )

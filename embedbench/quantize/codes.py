@@ -67,6 +67,11 @@ class Code(ABC):
     engine_search: bool = False
     engine: str | None = None
 
+    def originals_bytes(self, d: int) -> int:
+        """Bytes a vector an engine keeps beside the code in any case (its original
+        floats); 0 for a plain code."""
+        return 0
+
     def search_scores(self, Q: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """The engine's score of every code for every (transformed) float query."""
         raise NotImplementedError(f"{self.name} has no search estimator of its own")
