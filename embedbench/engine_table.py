@@ -1,11 +1,12 @@
 """The engine table of a run: every engine preset's rows, grouped by engine.
 
 One row per (preset, search option, task): the bytes a vector takes in the searched
-tier and in total (with the float or int8 copy a `/rescore<k>` search keeps), the
-size multiplier of the total, retention with its 95% interval and seed spread, and
-the row's verdict against the float baseline. Under each engine, its verdict: the
-smallest footprint whose rows are `equivalent` to float on every task of the run,
-else the best retention on each task with what it costs.
+tier and in total (with the original floats the engine keeps and the copy a
+`/rescore<k>` search needs), the size multipliers of both, retention with its 95%
+interval and seed spread, and the row's verdict against the float baseline. Under
+each engine, its verdict: the smallest footprint whose rows are `equivalent` to
+float on every task of the run, else the best retention on each task with what it
+costs.
 """
 
 from __future__ import annotations
@@ -39,16 +40,17 @@ def engine_table(run: str | Path) -> str:
         out += [
             f"**{engine}** ({known[_base(rows.technique.iloc[0])].version})",
             "",
-            "| setting | task | bytes/vector: searched (total) | size × | retention % [95% CI] "
-            "| seeds | verdict |",
+            "| setting | task | bytes/vector: searched tier (total) | size ×: searched "
+            "(total) | retention % [95% CI] | seeds | verdict |",
             "|---|---|---:|---:|---:|---:|---|",
         ]
         rows = rows.sort_values(["total_bytes_per_vector", "technique", "task"])
         for r in rows.itertuples():
             seeds = f"{r.seed_low:.2f}–{r.seed_high:.2f}" if r.seed_low == r.seed_low else ""
             total = f"{r.bytes_per_vector:g} ({r.total_bytes_per_vector:g})"
+            size = f"{r.fast_size_multiplier:.3g} ({r.size_multiplier:.3g})"
             out.append(
-                f"| {r.technique} | {r.task} | {total} | {r.size_multiplier:g} | "
+                f"| {r.technique} | {r.task} | {total} | {size} | "
                 f"{r.retention:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] | {seeds} | {r.verdict} |"
             )
         out += ["", _verdict(rows, tasks), ""]
