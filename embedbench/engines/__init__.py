@@ -48,6 +48,7 @@ class EnginePreset:
 
 
 PRESETS: dict[str, EnginePreset] = {}
+_LOADED = False
 
 
 def register(*presets: EnginePreset) -> None:
@@ -61,6 +62,10 @@ def register(*presets: EnginePreset) -> None:
 
 def _load() -> None:
     # each module calls register(...) at import; a module not written yet is skipped
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
     import importlib
 
     for module in ("qdrant", "lucene", "pgvector", "weaviate", "rabitq"):
@@ -72,15 +77,13 @@ def _load() -> None:
 
 
 def is_preset(name: str) -> bool:
-    if not PRESETS:
-        _load()
+    _load()
     return name in PRESETS
 
 
 def preset(name: str, seed: int) -> Code:
     """The code of engine preset `name`, drawing from `seed` if it is random."""
-    if not PRESETS:
-        _load()
+    _load()
     p = PRESETS[name]
     code = p.make(seed)
     code.name, code.engine = p.name, p.engine
@@ -90,6 +93,5 @@ def preset(name: str, seed: int) -> Code:
 
 
 def presets() -> dict[str, EnginePreset]:
-    if not PRESETS:
-        _load()
+    _load()
     return dict(PRESETS)
