@@ -268,7 +268,8 @@ class CodeSearch:
         """What the index is searched with: codes (Hamming) or float vectors."""
         if self.hamming:
             return np.ascontiguousarray(self.technique.encode(Q))
-        if self.asymmetric:
+        if self.asymmetric or self.engine_codes is not None:
+            # an engine preset quantizes the float query itself, in `search_scores`
             Z = self.technique.transform(Q)
         else:
             Z = self.technique.roundtrip(Q)
