@@ -45,9 +45,14 @@ negation (or the dot estimate it is 1 minus).
 
 Counted per vector: the codes with their per-vector floats as Weaviate stores them.
 Not counted: the HNSW graph; the rotation (swaps and signs: 3·(4·D/2 + 4·D) bytes)
-and PQ codebooks are `params_bytes`. Rescoring (`rescoreLimit`: Weaviate re-ranks
-max(rescoreLimit, limit) candidates by the float vector, 20 by default for RQ-8,
-512 for RQ-1) is the `/rescore<k>` suffix, with k·limit candidates.
+and PQ codebooks are `params_bytes`. Weaviate rescores by default
+(`adapters/repos/db/vector/hnsw/search.go` rescore): the HNSW candidates (ef of
+them), cut to `rescoreLimit` when that is ≥ limit, are re-ranked by the float
+vector; `rescoreLimit` defaults to 20 for RQ-8 and 512 for RQ-1
+(`entities/vectorindex/hnsw/rq_config.go`), BQ and PQ rescore every candidate. A
+preset here is the compressed search alone; Weaviate's default is the `/rescore<k>`
+suffix with k·limit = rescoreLimit (at limit 10: `weaviate:rq8/rescore2`,
+`weaviate:rq1/rescore51`), whose float copy the table counts.
 
 Not reproduced: the HNSW index's own recall loss (search here is exhaustive);
 Go's float32 summation order in the rotation and sums (rare off-by-one codes at
