@@ -186,6 +186,7 @@ register(
         "factors, 56 bytes at d=384), float query (rbq_bits_query 0)",
         not_reproduced=_MILVUS_NOT,
         make=lambda seed: MilvusRaBitQ(seed, query_bits=0),
+        originals=lambda d: 4 * d,  # the collection keeps the raw vectors
     ),
     EnginePreset(
         name="milvus:rabitq-q8",
@@ -195,6 +196,7 @@ register(
         summary="IVF_RABITQ as milvus:rabitq, searched with rbq_bits_query=8 (SQ8 query)",
         not_reproduced=_MILVUS_NOT,
         make=lambda seed: MilvusRaBitQ(seed, query_bits=8),
+        originals=lambda d: 4 * d,  # the collection keeps the raw vectors
     ),
     EnginePreset(
         name="lancedb:rabitq",
@@ -208,5 +210,6 @@ register(
         "scored), the unquantized tables of a partition's last n mod 32 vectors, and "
         "Lance's unseeded rotation (drawn here from the replicate seed)",
         make=lambda seed: LanceRaBitQ(seed),
+        originals=lambda d: 4 * d,  # the collection keeps the raw vectors
     ),
 )

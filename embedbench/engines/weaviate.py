@@ -366,6 +366,7 @@ register(
         "(16 + d bytes), 8-bit query, dot estimate from stored sums; rescoreLimit is /rescore<k>",
         not_reproduced=_NOT + "; Go's float32 summation order (rare off-by-one codes)",
         make=lambda seed: RQ8(seed),
+        originals=lambda d: 4 * d,  # Weaviate keeps the original vectors on disk (rescoring)
     ),
     EnginePreset(
         name="weaviate:rq1",
@@ -376,6 +377,7 @@ register(
         "vector + step and ‖x‖² (8 + d/8 bytes), 5-bit randomized-rounding query",
         not_reproduced=_NOT + "; Go's float32 summation order",
         make=lambda seed: RQ1(seed),
+        originals=lambda d: 4 * d,  # Weaviate keeps the original vectors on disk (rescoring)
     ),
     EnginePreset(
         name="weaviate:bq",
@@ -386,6 +388,7 @@ register(
         "with the query binarized",
         not_reproduced=_NOT + "; Weaviate has no BQ decode (±1 given here)",
         make=lambda seed: BQ(),
+        originals=lambda d: 4 * d,  # Weaviate keeps the original vectors on disk (rescoring)
     ),
     EnginePreset(
         name="weaviate:pq",
@@ -398,5 +401,6 @@ register(
         not_reproduced=_NOT + "; k-means initial centres drawn from the replicate seed "
         "(Weaviate's seed is random per run); the tile encoder",
         make=lambda seed: PQ(seed),
+        originals=lambda d: 4 * d,  # Weaviate keeps the original vectors on disk (rescoring)
     ),
 )
