@@ -237,10 +237,14 @@ class CodeSearch:
         self.id_rank = np.empty(n, dtype=np.int64)
         self.id_rank[order] = np.arange(n)
         codes = self.technique.encode(X)
-        self.hamming = not self.asymmetric and is_sign_code_of(self.technique, codes, d)
-        self.engine_codes = None
         code = self.technique.code
-        if code.engine_search and (self.asymmetric or code.engine is not None):
+        engine = code.engine_search and (self.asymmetric or code.engine is not None)
+        # an engine preset's codes are scored by the engine even when they are sign bits
+        self.hamming = (
+            not engine and not self.asymmetric and is_sign_code_of(self.technique, codes, d)
+        )
+        self.engine_codes = None
+        if engine:
             self.engine_codes, self.docs = codes, None
             index = None
         elif self.hamming:

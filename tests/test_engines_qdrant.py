@@ -10,13 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedbench.engines import preset, presets
+from embedbench.engines import preset
+from embedbench.engines.qdrant import QdrantBinary, QdrantInt8, int8_range
 from embedbench.registry import build_technique
-
-# load every engine module through the registry first: importing qdrant directly would
-# fill PRESETS and stop `_load` from importing the other engines' modules
-presets()
-from embedbench.engines.qdrant import QdrantBinary, QdrantInt8, int8_range  # noqa: E402
 
 F = np.float32
 
@@ -196,7 +192,7 @@ def test_a_retrieval_search_over_a_qdrant_preset_is_the_engines_search():
     Q = rng.normal(size=(4, 32)).astype(np.float32)
     Q /= np.linalg.norm(Q, axis=1, keepdims=True)
     ids, qids = [f"d{i:03d}" for i in range(300)], [f"q{i}" for i in range(4)]
-    for name in ("qdrant:binary", "qdrant:int8", "qdrant:binary-2bit-q8"):
+    for name in ("qdrant:binary", "qdrant:binary-q8", "qdrant:int8", "qdrant:binary-2bit-q8"):
         tech = build_technique(name).fit(X)
         search = R.CodeSearch(lambda *_: None, tech, None)
         search.build(X, ids)
@@ -208,3 +204,28 @@ def test_a_retrieval_search_over_a_qdrant_preset_is_the_engines_search():
             order = sorted(range(300), key=lambda j: (-scores[i, j], -j))[:10]
             assert set(got[q]) == {ids[j] for j in order}
             np.testing.assert_allclose([got[q][ids[j]] for j in order], scores[i, order])
+
+
+def test_sign_bit_codes_of_a_preset_are_still_searched_by_the_engine():
+    """qdrant:binary-q8 at d = 384 stores exactly d/8 bytes of sign bits: CodeSearch
+    must not take them for a plain Hamming index (it would hand codes to search_scores)."""
+    from embedbench import retrieval as R
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, 384)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    tech = build_technique("qdrant:binary-q8").fit(X)
+    search = R.CodeSearch(lambda *_: None, tech, None)
+    search.build(X, [f"d{i:03d}" for i in range(200)])
+    assert not search.hamming and search.engine_codes is not None
+    got = search.search_vectors(X[:3], ["a", "b", "c"], 1)
+    assert [next(iter(got[q])) for q in "abc"] == ["d000", "d001", "d002"]
+
+
+def test_qdrant_keeps_the_original_vectors():
+    from types import SimpleNamespace
+
+    from embedbench.evaluate import secondary_bytes
+
+    for t in ("qdrant:int8", "qdrant:binary-2bit", "qdrant:binary/rescore3"):
+        assert secondary_bytes(SimpleNamespace(technique=t), 384) == 4 * 384

@@ -38,10 +38,18 @@ Qdrant's oversampling and rescoring (`search_params.quantization.rescore`,
 `oversampling`) is the `/rescore<k>` suffix, e.g. `qdrant:binary/rescore3`.
 
 Counted per vector: what the quantized storage holds for it (int8: the f32
-correction and the padded codes; binary: the padded bit words). Not counted: the
-collection-wide parameters (int8: alpha and offset, 8 bytes; binary: per-dimension
-mean/stddev, in `params_bytes`), the original float vectors Qdrant keeps (unless
-`/rescore`), and the HNSW graph links.
+correction and the padded codes; binary: the padded bit words), and, as `originals`
+(secondary bytes), the original f32 vector Qdrant always keeps beside the quantized
+one (in RAM or on disk; rescoring reads it). Not counted: the collection-wide
+parameters (int8: alpha and offset, 8 bytes; binary: per-dimension mean/stddev, in
+`params_bytes`) and the HNSW graph links.
+
+TurboQuant (`quantization_config.turbo`, bits 1 / 1.5 / 2 / 4, default 4; lib/
+quantization/src/encoded_vectors_tq.rs, turboquant/) ships in this version but is
+not reproduced here yet: it needs Qdrant's Hadamard rotation (three LCG-seeded
+Fisher-Yates permutations between chunked Walsh-Hadamard transforms), the TQ+
+per-coordinate shift/scale from P-square quantile estimates, the Lloyd-Max
+codebooks and the integer query encodings of its SIMD kernels.
 """
 
 from __future__ import annotations
@@ -287,6 +295,10 @@ _NOT = (
 _RESCORE = "; Qdrant's oversampling + rescore is /rescore<k>"
 
 
+def _originals(d: int) -> int:
+    return 4 * d  # the original f32 vector Qdrant keeps beside the quantized one
+
+
 def _int8(name: str, quantile: float | None, note: str) -> EnginePreset:
     return EnginePreset(
         name=name,
@@ -298,6 +310,7 @@ def _int8(name: str, quantile: float | None, note: str) -> EnginePreset:
         "score alpha²·Σq·v + corrections" + _RESCORE,
         not_reproduced=_NOT.format(what="the value range (quantile over ≤ 5,000 sampled vectors)"),
         make=lambda seed: QdrantInt8(quantile, seed),
+        originals=_originals,
     )
 
 
@@ -323,6 +336,7 @@ def _binary(name: str, encoding: str, query_bits: int) -> EnginePreset:
             else "the HNSW graph's own recall loss (search here is exhaustive over the codes)"
         ),
         make=lambda seed: QdrantBinary(encoding, query_bits),
+        originals=_originals,
     )
 
 
