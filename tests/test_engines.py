@@ -86,3 +86,29 @@ def test_the_total_footprint_counts_what_the_engine_keeps(technique, secondary):
     from embedbench.evaluate import secondary_bytes
 
     assert secondary_bytes(SimpleNamespace(technique=technique), 384) == secondary
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_retrieval_search_ranks_by_the_presets_own_scores(name):
+    """CodeSearch over a preset (d = 384: presets whose codes are exactly d/8 bytes of
+    sign bits too) returns the top 10 by `search_scores`, ties to the larger id, with
+    those scores."""
+    from embedbench import retrieval as R
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(400, 384)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Q = X[:4] + 0.05 * rng.normal(size=(4, 384)).astype(np.float32)
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    ids, qids = [f"d{i:03d}" for i in range(400)], [f"q{i}" for i in range(4)]
+    tech = build_technique(name).fit(X)
+    search = R.CodeSearch(lambda *_: None, tech, None)
+    search.build(X, ids)
+    assert search.engine_codes is not None and not search.hamming
+    got = search.search_vectors(Q, qids, 10)
+    S = tech.code.search_scores(Q, tech.encode(X))
+    for i, q in enumerate(qids):
+        top = np.lexsort((-np.arange(400), -S[i]))[:10]
+        assert list(got[q]) == [ids[j] for j in top]
+        np.testing.assert_allclose(list(got[q].values()), S[i, top], rtol=1e-5, atol=1e-5)
+        assert next(iter(got[q])) == ids[i]  # the perturbed document first

@@ -21,7 +21,6 @@ from embedbench.engines.lucene_quant import (
     osq,
     upper_and_lower_quantile,
 )
-from embedbench.registry import build_technique
 
 QUANTILES = [(0.9, 50, 949), (0.95, 25, 974), (0.99, 5, 994)]  # TestScalarQuantizer
 
@@ -193,25 +192,3 @@ def test_sizes_determinism_and_calibration_only_fitting(name):
     assert all(np.array_equal(x, y) for x, y in zip(before, state(a), strict=True))
     c = preset(name, 0).fit(np.vstack([cal, docs]))  # fitted on other vectors: other codes
     assert not np.array_equal(c.encode(docs), ca)
-
-
-@pytest.mark.parametrize("name", ["es:int8_hnsw", "es:int4_hnsw", "es:bbq_hnsw"])
-def test_a_retrieval_search_over_a_preset_ranks_by_its_own_scores(name):
-    from embedbench import retrieval as R
-
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(300, 64)).astype(np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    Q = X[:4] + 0.02 * rng.normal(size=(4, 64)).astype(np.float32)
-    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
-    ids, qids = [f"d{i:03d}" for i in range(300)], [f"q{i}" for i in range(4)]
-    tech = build_technique(name).fit(X)
-    search = R.CodeSearch(lambda *_: None, tech, None)
-    search.build(X, ids)
-    got = search.search_vectors(Q, qids, 10)
-    S = tech.code.search_scores(Q, tech.code.encode(X))
-    for i, q in enumerate(qids):
-        assert list(got[q])[0] == ids[i]  # the perturbed document comes first
-        top = sorted(range(300), key=lambda j: (-S[i, j], -j))[:10]  # ties: id desc
-        assert list(got[q]) == [ids[j] for j in top]
-    assert build_technique(f"{name}/rescore3").name == f"{name}/rescore3"

@@ -182,30 +182,6 @@ def test_one_bit_score_is_the_sign_vectors_dot_product():
     np.testing.assert_array_equal(code.search_scores(X[:4], codes), signs[:4] @ signs.T)
 
 
-def test_a_retrieval_search_over_a_qdrant_preset_is_the_engines_search():
-    """CodeSearch ranks a Qdrant preset by its own scores (queries L2-normalised)."""
-    from embedbench import retrieval as R
-
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(300, 32)).astype(np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    Q = rng.normal(size=(4, 32)).astype(np.float32)
-    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
-    ids, qids = [f"d{i:03d}" for i in range(300)], [f"q{i}" for i in range(4)]
-    for name in ("qdrant:binary", "qdrant:binary-q8", "qdrant:int8", "qdrant:binary-2bit-q8"):
-        tech = build_technique(name).fit(X)
-        search = R.CodeSearch(lambda *_: None, tech, None)
-        search.build(X, ids)
-        assert search.engine_codes is not None
-        got = search.search_vectors(Q, qids, 10)
-        scores = tech.code.search_scores(Q, tech.encode(X))
-        for i, q in enumerate(qids):
-            # ties broken by the larger id first, as CodeSearch does
-            order = sorted(range(300), key=lambda j: (-scores[i, j], -j))[:10]
-            assert set(got[q]) == {ids[j] for j in order}
-            np.testing.assert_allclose([got[q][ids[j]] for j in order], scores[i, order])
-
-
 def test_sign_bit_codes_of_a_preset_are_still_searched_by_the_engine():
     """qdrant:binary-q8 at d = 384 stores exactly d/8 bytes of sign bits: CodeSearch
     must not take them for a plain Hamming index (it would hand codes to search_scores)."""

@@ -129,20 +129,3 @@ def test_presets_sizes_determinism_and_calibration_only(name):
     assert t1.code.engine in ("Milvus", "LanceDB")
     S = t1.code.search_scores(other[:5], c1)
     assert S.shape == (5, 200) and (S.argmax(axis=1) == np.arange(5)).all()
-
-
-def test_a_retrieval_search_over_a_rabitq_preset_is_the_engines_search():
-    from embedbench import retrieval as R
-
-    X = _data(4, n=300)
-    Q = _data(5, n=4)
-    ids, qids = [f"d{i:03d}" for i in range(300)], [f"q{i}" for i in range(4)]
-    for name in ("milvus:rabitq", "lancedb:rabitq"):
-        tech = build_technique(name).fit(X)
-        search = R.CodeSearch(lambda *_: None, tech, None)
-        search.build(X, ids)
-        got = search.search_vectors(Q, qids, 10)
-        S = tech.code.search_scores(Q, tech.encode(X))
-        for i, q in enumerate(qids):
-            top = [ids[j] for j in np.lexsort((-np.arange(300), -S[i]))[:10]]
-            assert list(got[q]) == top

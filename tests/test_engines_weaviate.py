@@ -198,20 +198,3 @@ def test_presets_sizes_determinism_and_seeds(name):
     assert t1.code.engine == "Weaviate"
     S = t1.code.search_scores(X[:5], c1)
     assert S.shape == (5, 40) and (S.argmax(axis=1) == np.arange(5)).all()
-
-
-def test_a_retrieval_search_over_a_preset_is_the_engines_search():
-    from embedbench import retrieval as R
-
-    rng = np.random.default_rng(0)
-    X, Q = _unit(rng, 300, 64), _unit(rng, 4, 64)
-    ids, qids = [f"d{i:03d}" for i in range(300)], [f"q{i}" for i in range(4)]
-    for name in ("weaviate:rq8", "weaviate:rq1"):
-        tech = build_technique(name).fit(X)
-        search = R.CodeSearch(lambda *_: None, tech, None)
-        search.build(X, ids)
-        got = search.search_vectors(Q, qids, 10)
-        S = tech.code.search_scores(Q, tech.encode(X))
-        for i, q in enumerate(qids):
-            top = [ids[j] for j in np.lexsort((-np.arange(300), -S[i]))[:10]]
-            assert list(got[q]) == top
