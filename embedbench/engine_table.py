@@ -54,6 +54,16 @@ def engine_table(run: str | Path) -> str:
                 f"{r.retention:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] | {seeds} | {r.verdict} |"
             )
         out += ["", _verdict(rows, tasks), ""]
+    used = sorted({_base(t) for t in df.technique})
+    out += [
+        "What each preset follows and what it does not reproduce:",
+        "",
+        "| preset | engine | source | not reproduced |",
+        "|---|---|---|---|",
+    ]
+    for name in used:
+        p = known[name]
+        out.append(f"| `{name}` | {p.engine} {p.version} | {p.source} | {p.not_reproduced} |")
     return "\n".join(out).rstrip() + "\n"
 
 
