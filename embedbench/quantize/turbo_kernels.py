@@ -1,0 +1,222 @@
+"""numba kernels for TurboQuant_mse: rotate, normalise, quantize and pack a row at a time.
+
+Encoding reads each input row once: it is rotated in an L1 buffer (`wht_kernels`),
+scaled to a unit vector, and every 16 coordinates of a k-bit group are quantized
+in vector IR: the sign, the comparisons |u| > t_j with the group's positive
+Lloyd–Max boundaries, and the k bit planes as 16-bit comparison masks (the Gray
+bits as XORs of comparisons), stored straight into the code bytes with the lanes
+reversed in each byte (MSB first, as np.packbits). Values, boundary semantics and
+byte layout are `turbo._Group`'s. Decoding reads the planes back as masks, picks
+each level by a tree of selects, and rotates back. Groups whose planes do not start
+on a byte (odd sizes) are coded bit by bit, with the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from embedbench.quantize.wht_kernels import (
+    _BYTE_REVERSED,
+    _F32,
+    _VF,
+    LANES,
+    _Codegen,
+    _codegen,
+    _rotate_back_row,
+    _rotate_row,
+    _shuffle,
+    _splat,
+    _sum_squares,
+)
+
+_MASK = ir.VectorType(ir.IntType(1), LANES)
+_PLANE = ir.IntType(16)  # a plane's 16 bits of 16 coordinates
+_I32V = ir.VectorType(ir.IntType(32), LANES)
+
+
+def _xor_sets(k: int) -> list[list[int]]:
+    """For planes 1..k−1 (Gray bits k−2..0), the comparisons j whose XOR is the bit.
+
+    Gray bit i of the magnitude index #{t_j < |u|} is the XOR of |u| > t_j over
+    j ≡ 2^i (mod 2^(i+1)), boundaries numbered from 1 (`turbo._Group.xor_sets`).
+    """
+    half = 1 << (k - 1)
+    return [[j for j in range(1, half) if j % (2 << i) == 1 << i] for i in range(k - 2, -1, -1)]
+
+
+def _quantizer(k: int):
+    """Codes of 16 coordinates with a k-bit group, stored as k plane slices of 2 bytes.
+
+    u = z[i:i+16] · inv; plane p goes
+    to code[b + p·stride : +2], p = 0 the signs (1: u > 0), then the Gray bits of
+    the magnitude index, most significant first.
+    """
+
+    @intrinsic
+    def quantize(typingctx, z, i, inv, cuts, code, b, stride):
+        return types.void(z, i, inv, cuts, code, b, stride), _codegen(quantize_code)
+
+    def quantize_code(g: _Codegen) -> None:
+        bld, b, stride = g.builder, g.index(5), g.index(6)
+        v = g.load(0, g.index(1))
+        v = _shuffle(bld, v, v, _BYTE_REVERSED)  # lane 8q + t holds bit 7 − t of byte q
+        u = bld.fmul(v, _splat(bld, g.args[2]))
+        masks = [bld.fcmp_ordered(">", u, ir.Constant(_VF, None))]
+        if k > 1:
+            a = bld.and_(
+                bld.bitcast(u, _I32V), _splat(bld, ir.Constant(ir.IntType(32), 0x7FFFFFFF))
+            )
+            a = bld.bitcast(a, _VF)  # |u|
+            above = {
+                j: bld.fcmp_ordered(">", a, _splat(bld, g.load(3, j - 1, _F32)))
+                for j in range(1, 1 << (k - 1))
+            }
+            for js in _xor_sets(k):
+                mask = above[js[0]]
+                for j in js[1:]:
+                    mask = bld.xor(mask, above[j])
+                masks.append(mask)
+        for p, mask in enumerate(masks):
+            g.store(bld.bitcast(mask, _PLANE), 4, g.at(b, stride, p))
+
+    return quantize
+
+
+_quantize1, _quantize2, _quantize3, _quantize4 = (_quantizer(k) for k in (1, 2, 3, 4))
+
+
+def _dequantizer(k: int):
+    """z[i:i+16] = the values of 16 k-bit codes read from their planes (`_quantizer`'s).
+
+    levels[g] is the positive level of Gray code g. The value is ±levels[gray],
+    picked by a tree of selects on the plane bits: no table look-up, no gather.
+    """
+
+    @intrinsic
+    def dequantize(typingctx, code, b, stride, levels, z, i):
+        return types.void(code, b, stride, levels, z, i), _codegen(dequantize_code)
+
+    def dequantize_code(g: _Codegen) -> None:
+        bld, b, stride = g.builder, g.index(1), g.index(2)
+        masks = [bld.bitcast(g.load(0, g.at(b, stride, p), _PLANE), _MASK) for p in range(k)]
+        values = [_splat(bld, g.load(3, gray, _F32)) for gray in range(1 << (k - 1))]
+        for bit in range(k - 1):  # Gray bit `bit` is plane k − 1 − bit
+            mask = masks[k - 1 - bit]
+            values = [
+                bld.select(mask, hi, lo) for lo, hi in zip(values[::2], values[1::2], strict=True)
+            ]
+        v = bld.select(masks[0], values[0], bld.fneg(values[0]))
+        g.store(_shuffle(bld, v, v, _BYTE_REVERSED), 4, g.index(5))
+
+    return dequantize
+
+
+_dequantize1, _dequantize2, _dequantize3, _dequantize4 = (_dequantizer(k) for k in (1, 2, 3, 4))
+
+
+@njit(nogil=True, cache=True)
+def _code_scalar(u, k, cuts):
+    """The k-bit code of one unit coordinate u: the sign bit, then the Gray-coded magnitude."""
+    a = abs(u)
+    m = 0
+    for j in range((1 << (k - 1)) - 1):
+        if a > cuts[j]:
+            m += 1
+    return (int(u > 0) << (k - 1)) | (m ^ (m >> 1))
+
+
+@njit(nogil=True, cache=True)
+def encode_rows(X, signs, offsets, groups, cuts, out):
+    """TurboQuant_mse codes of the rows of X (m × d float32) into out (m × bytes, uint8).
+
+    signs, offsets: the rotation (`wht_kernels.rotate_rows`); groups: a row per
+    group (first coordinate, coordinates, bits k, first bit in the code); cuts: a
+    row per group, its positive boundaries (float32, padded).
+    """
+    rows, d = X.shape
+    padded = -(-max(d, signs.shape[1]) // 64) * 64
+    z = np.zeros(padded, dtype=np.float32)  # zero past d, for the sum of squares
+    need_norm, total_bits = False, 0
+    for g in range(len(groups)):
+        need_norm |= groups[g, 2] > 1  # one bit: the sign of z is that of the direction
+        total_bits += groups[g, 1] * groups[g, 2]
+    for r in range(rows):
+        _rotate_row(X[r], z[:d], signs, offsets)
+        inv = np.float32(1.0)
+        if need_norm:
+            ss = _sum_squares(z, padded)
+            inv = np.float32(1.0 / np.sqrt(np.float64(ss))) if ss > 0 else np.float32(0.0)
+        code = out[r]
+        if total_bits % 8:
+            code[-1] = 0  # the padding bits
+        for g in range(len(groups)):
+            col, ng, k, off = groups[g, 0], groups[g, 1], groups[g, 2], groups[g, 3]
+            cg = cuts[g]
+            fast = 0
+            if off % 8 == 0 and ng % 8 == 0:  # planes start on bytes: 16 coordinates a step
+                fast = ng // LANES * LANES
+                for c in range(0, fast, LANES):
+                    b = off // 8 + c // 8
+                    if k == 1:
+                        _quantize1(z, col + c, inv, cg, code, b, ng // 8)
+                    elif k == 2:
+                        _quantize2(z, col + c, inv, cg, code, b, ng // 8)
+                    elif k == 3:
+                        _quantize3(z, col + c, inv, cg, code, b, ng // 8)
+                    else:
+                        _quantize4(z, col + c, inv, cg, code, b, ng // 8)
+            for c in range(fast, ng):  # the rest bit by bit
+                q = _code_scalar(z[col + c] * inv, k, cg)
+                for p in range(k):
+                    pos = off + p * ng + c
+                    bit = np.uint8(0x80 >> (pos & 7))
+                    if (q >> (k - 1 - p)) & 1:
+                        code[pos >> 3] |= bit
+                    else:
+                        code[pos >> 3] &= ~bit
+
+
+@njit(nogil=True, cache=True)
+def decode_rows(codes, signs, offsets, groups, levels, qjl, out):
+    """TurboQuant decode: the groups' levels, plus qjl[r] (prod) if qjl has rows, rotated back.
+
+    codes m × bytes (uint8); levels: a row per group, the positive level of each Gray
+    code (float32, padded); qjl m × d or 0 × d float32, in rotated coordinates; out m × d.
+    """
+    rows, d = out.shape
+    ones = np.ones(signs.shape[1], dtype=np.float32)
+    for r in range(rows):
+        code, y = codes[r], out[r]
+        if len(groups) == 0:
+            for i in range(d):
+                y[i] = 0.0
+        for g in range(len(groups)):
+            col, ng, k, off = groups[g, 0], groups[g, 1], groups[g, 2], groups[g, 3]
+            lg = levels[g]
+            fast = 0
+            if off % 8 == 0 and ng % 8 == 0:
+                fast = ng // LANES * LANES
+                for c in range(0, fast, LANES):
+                    b = off // 8 + c // 8
+                    if k == 1:
+                        _dequantize1(code, b, ng // 8, lg, y, col + c)
+                    elif k == 2:
+                        _dequantize2(code, b, ng // 8, lg, y, col + c)
+                    elif k == 3:
+                        _dequantize3(code, b, ng // 8, lg, y, col + c)
+                    else:
+                        _dequantize4(code, b, ng // 8, lg, y, col + c)
+            for c in range(fast, ng):
+                q = 0
+                for p in range(k):
+                    pos = off + p * ng + c
+                    q = (q << 1) | ((code[pos >> 3] >> (7 - (pos & 7))) & 1)
+                level = lg[q & ((1 << (k - 1)) - 1)]
+                y[col + c] = level if q >> (k - 1) else -level
+        if qjl.shape[0]:
+            for i in range(d):
+                y[i] += qjl[r, i]
+        _rotate_back_row(y, signs, offsets, ones)

@@ -1,0 +1,277 @@
+"""numba kernels for the randomized Hadamard rotation, row by row, on 16-float vectors.
+
+A row is rotated in a buffer that stays in L1 cache. The fast Walsh–Hadamard
+transform of a window of n = 2^p coordinates (Sylvester order, H[i, j] =
+(−1)^popcount(i & j)) runs on 16-float vectors: a 16-point transform inside each
+vector (4 butterfly stages of lane shuffles, the random signs multiplied on the
+way in), then radix-8/4/2 butterflies between whole vectors for the higher bits
+of the index. numba leaves plain loops of these strided butterflies scalar, so the
+vector steps are written as LLVM IR (`numba.extending.intrinsic`): generic vector
+IR, no CPU-specific intrinsics, lowered by LLVM for the CPU that runs it (one
+AVX-512 register a vector, two AVX2 ones). `turbo_kernels` builds on these.
+
+Each row is computed alone, in a fixed order of float operations with no
+reassociation (no fastmath), so results do not depend on how rows are split into
+chunks or threads. The kernels release the GIL (`nogil`): callers run row chunks
+on threads. `cache=True`: a process compiles them once per machine (a few
+seconds), later processes load the machine code from numba's cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+LANES = 16  # floats a vector: one AVX-512 register, two AVX2 ones
+
+_I32 = ir.IntType(32)
+_F32 = ir.FloatType()
+_VF = ir.VectorType(_F32, LANES)
+_BYTE_REVERSED = [8 * (i // 8) + 7 - i % 8 for i in range(LANES)]  # lane order = MSB first
+
+
+def _const_vec(ty: ir.Type, values) -> ir.Constant:
+    return ir.Constant(ir.VectorType(ty, len(values)), [ir.Constant(ty, v) for v in values])
+
+
+def _shuffle(builder, a, b, lanes):
+    return builder.shuffle_vector(a, b, _const_vec(_I32, lanes))
+
+
+def _splat(builder, scalar):
+    vty = ir.VectorType(scalar.type, LANES)
+    v = builder.insert_element(ir.Constant(vty, ir.Undefined), scalar, ir.Constant(_I32, 0))
+    return _shuffle(builder, v, ir.Constant(vty, ir.Undefined), [0] * LANES)
+
+
+def _fmuladd(builder, a, b, c):
+    """a · b + c for b = ±1: the product is exact, so fused or not it is round(±a + c).
+
+    x − y as fmuladd(y, −1, x) runs on the multiply-add units, x + y on the adders.
+    """
+    fnty = ir.FunctionType(_VF, [_VF] * 3)
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.fmuladd.v16f32")
+    return builder.call(fn, [a, b, c])
+
+
+class _Codegen:
+    """An intrinsic's arguments at code generation: 1-D C arrays and integer indices."""
+
+    def __init__(self, context, builder, sig, args):
+        self.context, self.builder, self.sig, self.args = context, builder, sig, args
+
+    def index(self, k: int):
+        """Argument k as an intp."""
+        return self.context.cast(self.builder, self.args[k], self.sig.args[k], types.intp)
+
+    def at(self, index, step, t: int):
+        """index + step · t (intp values, t a Python int)."""
+        return self.builder.add(index, self.builder.mul(step, ir.Constant(step.type, t)))
+
+    def ptr(self, k: int, index, elem: ir.Type = _VF):
+        """Pointer to element `index` of array argument k, as elem*."""
+        data = self.context.make_array(self.sig.args[k])(self.context, self.builder, self.args[k])
+        if isinstance(index, int):
+            index = ir.Constant(ir.IntType(64), index)
+        return self.builder.bitcast(self.builder.gep(data.data, [index]), elem.as_pointer())
+
+    def load(self, k: int, index, elem: ir.Type = _VF):
+        return self.builder.load(self.ptr(k, index, elem), align=_align(elem))
+
+    def store(self, value, k: int, index):
+        self.builder.store(value, self.ptr(k, index, value.type), align=_align(value.type))
+
+
+def _align(ty: ir.Type) -> int:
+    """float32 data is 4-byte aligned; anything else (bytes read as i16) maybe not."""
+    return 4 if ty in (_F32, _VF) else 1
+
+
+def _codegen(body):
+    """An intrinsic's code generator running body(_Codegen); body returns a value or None."""
+
+    def codegen(context, builder, sig, args):
+        result = body(_Codegen(context, builder, sig, args))
+        return context.get_dummy_value() if result is None else result
+
+    return codegen
+
+
+# --- the transform -----------------------------------------------------------------------
+
+
+@intrinsic
+def _wht16(typingctx, src, i, signs, j, dst, k):
+    """dst[k:k+16] = H_16 (src[i:i+16] · signs[j:j+16]): 16 coordinates in registers."""
+    return types.void(src, i, signs, j, dst, k), _codegen(_wht16_code)
+
+
+def _wht16_code(g: _Codegen) -> None:
+    b = g.builder
+    v = b.fmul(g.load(0, g.index(1)), g.load(2, g.index(3)))
+    for h in (1, 2, 4, 8):  # lane l pairs with l ^ h: the low lane x + y, the high one x − y
+        w = _shuffle(b, v, v, [lane ^ h for lane in range(LANES)])
+        sign = _const_vec(_F32, [-1.0 if lane & h else 1.0 for lane in range(LANES)])
+        v = _fmuladd(b, v, sign, w)
+    g.store(v, 4, g.index(5))
+
+
+def _butterfly(radix_log2: int):
+    """In-place radix-2^r butterflies between the vectors a[base + t·h : +16], t < 2^r.
+
+    The vector t's bits are index bits of the window, so this
+    is H_(2^r) on those bits, for 16 values of the bits below at once.
+    """
+    radix = 1 << radix_log2
+
+    @intrinsic
+    def butterfly(typingctx, a, base, h):
+        return types.void(a, base, h), _codegen(butterfly_code)
+
+    def butterfly_code(g: _Codegen) -> None:
+        b, base, h = g.builder, g.index(1), g.index(2)
+        ptrs = [g.ptr(0, g.at(base, h, t)) for t in range(radix)]
+        v = [b.load(p, align=4) for p in ptrs]
+        minus = _const_vec(_F32, [-1.0] * LANES)
+        step = 1
+        while step < radix:
+            for t in range(radix):
+                if not t & step:
+                    x, y = v[t], v[t + step]
+                    v[t], v[t + step] = b.fadd(x, y), _fmuladd(b, y, minus, x)
+            step *= 2
+        for p, x in zip(ptrs, v, strict=True):
+            b.store(x, p, align=4)
+
+    return butterfly
+
+
+_bfly2, _bfly4, _bfly8 = (_butterfly(r) for r in (1, 2, 3))
+
+
+@intrinsic
+def _scale16(typingctx, a, i, signs, j):
+    """a[i:i+16] *= signs[j:j+16]."""
+
+    def code(g: _Codegen) -> None:
+        at = g.index(1)
+        g.store(g.builder.fmul(g.load(0, at), g.load(2, g.index(3))), 0, at)
+
+    return types.void(a, i, signs, j), _codegen(code)
+
+
+@njit(nogil=True, cache=True)
+def _wht_window(src, s_lo, dst, lo, n, signs):
+    """dst[lo:lo+n] = (src[s_lo:s_lo+n] · signs) H_n, H_n Sylvester; src may be dst."""
+    if n < LANES:  # tiny windows (d < 16): plain butterflies
+        for i in range(n):
+            dst[lo + i] = src[s_lo + i] * signs[i]
+        h = 1
+        while h < n:
+            for i0 in range(lo, lo + n, 2 * h):
+                for j in range(i0, i0 + h):
+                    x, y = dst[j], dst[j + h]
+                    dst[j], dst[j + h] = x + y, x - y
+            h *= 2
+        return
+    for i in range(0, n, LANES):
+        _wht16(src, s_lo + i, signs, i, dst, lo + i)
+    h = LANES
+    while h < n:
+        left = 0  # index bits still to transform
+        while (h << left) < n:
+            left += 1
+        r = 2 if left == 4 else min(left, 3)  # radix 8 where it can, 4 bits as 4 × 4
+        step = h << r
+        for i0 in range(lo, lo + n, step):
+            for j in range(i0, i0 + h, LANES):
+                if r == 3:
+                    _bfly8(dst, j, h)
+                elif r == 2:
+                    _bfly4(dst, j, h)
+                else:
+                    _bfly2(dst, j, h)
+        h = step
+
+
+@njit(nogil=True, cache=True)
+def _rotate_row(x, z, signs, offsets):
+    """z = the row x, zero-padded to len(z), through the windows in order."""
+    d, n = len(x), signs.shape[1]
+    if len(offsets) == 1 and d == n:
+        _wht_window(x, 0, z, 0, n, signs[0])
+        return
+    for i in range(d):  # loops, not slice assignments: those are slow to compile
+        z[i] = x[i]
+    for i in range(d, len(z)):
+        z[i] = 0.0
+    for w in range(len(offsets)):
+        _wht_window(z, offsets[w], z, offsets[w], n, signs[w])
+
+
+@njit(nogil=True, cache=True)
+def _rotate_back_row(y, signs, offsets, ones):
+    """y = y Π^T in place: the windows in reverse order, each H_n and then its signs."""
+    n = signs.shape[1]
+    for w in range(len(offsets) - 1, -1, -1):
+        lo = offsets[w]
+        _wht_window(y, lo, y, lo, n, ones)
+        if n < LANES:
+            for i in range(n):
+                y[lo + i] *= signs[w, i]
+        else:
+            sw = signs[w]
+            for i in range(0, n, LANES):
+                _scale16(y, lo + i, sw, i)
+
+
+@njit(nogil=True, cache=True)
+def rotate_rows(X, signs, offsets, out):
+    """out = X Π (`RandomizedHadamard.apply`): X m × d, out m × max(d, n).
+
+    signs: one row of n signs (scaled by 1/√n) a window; offsets: each window's start.
+    """
+    for r in range(X.shape[0]):
+        _rotate_row(X[r], out[r], signs, offsets)
+
+
+@njit(nogil=True, cache=True)
+def rotate_back_rows(Z, signs, offsets, out):
+    """out = (Z Π^T)[:, :d], the inverse of `rotate_rows`: Z m × max(d, n), out m × d."""
+    width, d = Z.shape[1], out.shape[1]
+    ones = np.ones(signs.shape[1], dtype=np.float32)
+    y = np.empty(width, dtype=np.float32)
+    for r in range(Z.shape[0]):
+        for i in range(width):
+            y[i] = Z[r, i]
+        _rotate_back_row(y, signs, offsets, ones)
+        for i in range(d):
+            out[r, i] = y[i]
+
+
+# --- norms -------------------------------------------------------------------------------
+
+
+@intrinsic
+def _sum_squares(typingctx, a, n):
+    """Σ a[i]² over i < n (n a multiple of 64), float32: 4 × 16 partial sums, fixed order."""
+    return types.float32(a, n), _codegen(_sum_squares_code)
+
+
+def _sum_squares_code(g: _Codegen):
+    b, n = g.builder, g.index(1)
+    accs = [cgutils.alloca_once_value(b, ir.Constant(_VF, None)) for _ in range(4)]
+    with cgutils.for_range_slice(b, ir.Constant(n.type, 0), n, ir.Constant(n.type, 64)) as (i, _):
+        for q, acc in enumerate(accs):
+            v = g.load(0, b.add(i, ir.Constant(n.type, LANES * q)))
+            b.store(b.fadd(b.load(acc), b.fmul(v, v)), acc)
+    total = b.fadd(
+        b.fadd(b.load(accs[0]), b.load(accs[1])), b.fadd(b.load(accs[2]), b.load(accs[3]))
+    )
+    s = ir.Constant(_F32, 0.0)
+    for lane in range(LANES):
+        s = b.fadd(s, b.extract_element(total, ir.Constant(_I32, lane)))
+    return s
