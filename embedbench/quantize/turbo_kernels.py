@@ -71,7 +71,7 @@ def _quantizer(k: int):
             )
             a = bld.bitcast(a, _VF)  # |u|
             above = {
-                j: bld.fcmp_ordered(">", a, _splat(bld, g.load(3, j - 1, _F32)))
+                j: bld.fcmp_ordered(">", a, _splat(bld, g.load(3, j - 1, _F32, invariant=True)))
                 for j in range(1, 1 << (k - 1))
             }
             for js in _xor_sets(k):
@@ -102,7 +102,9 @@ def _dequantizer(k: int):
     def dequantize_code(g: _Codegen) -> None:
         bld, b, stride = g.builder, g.index(1), g.index(2)
         masks = [bld.bitcast(g.load(0, g.at(b, stride, p), _PLANE), _MASK) for p in range(k)]
-        values = [_splat(bld, g.load(3, gray, _F32)) for gray in range(1 << (k - 1))]
+        values = [
+            _splat(bld, g.load(3, gray, _F32, invariant=True)) for gray in range(1 << (k - 1))
+        ]
         for bit in range(k - 1):  # Gray bit `bit` is plane k − 1 − bit
             mask = masks[k - 1 - bit]
             values = [
@@ -217,6 +219,7 @@ def decode_rows(codes, signs, offsets, groups, levels, qjl, out):
                 level = lg[q & ((1 << (k - 1)) - 1)]
                 y[col + c] = level if q >> (k - 1) else -level
         if qjl.shape[0]:
+            q = qjl[r]
             for i in range(d):
-                y[i] += qjl[r, i]
+                y[i] += q[i]
         _rotate_back_row(y, signs, offsets, ones)

@@ -78,8 +78,13 @@ class _Codegen:
             index = ir.Constant(ir.IntType(64), index)
         return self.builder.bitcast(self.builder.gep(data.data, [index]), elem.as_pointer())
 
-    def load(self, k: int, index, elem: ir.Type = _VF):
-        return self.builder.load(self.ptr(k, index, elem), align=_align(elem))
+    def load(self, k: int, index, elem: ir.Type = _VF, invariant: bool = False):
+        """Load from array argument k; `invariant`: the array is never written while the
+        kernel runs (codebooks), so LLVM may hoist the load out of loops."""
+        value = self.builder.load(self.ptr(k, index, elem), align=_align(elem))
+        if invariant:
+            value.set_metadata("invariant.load", self.builder.module.add_metadata([]))
+        return value
 
     def store(self, value, k: int, index):
         self.builder.store(value, self.ptr(k, index, value.type), align=_align(value.type))
@@ -245,11 +250,12 @@ def rotate_back_rows(Z, signs, offsets, out):
     ones = np.ones(signs.shape[1], dtype=np.float32)
     y = np.empty(width, dtype=np.float32)
     for r in range(Z.shape[0]):
+        z, o = Z[r], out[r]  # rows as 1-D views: the copies vectorise
         for i in range(width):
-            y[i] = Z[r, i]
+            y[i] = z[i]
         _rotate_back_row(y, signs, offsets, ones)
         for i in range(d):
-            out[r, i] = y[i]
+            o[i] = y[i]
 
 
 # --- norms -------------------------------------------------------------------------------
