@@ -70,51 +70,40 @@ class RandomizedHadamard(Transform):
 
         `out` must be a C-contiguous float32 array of that shape, not overlapping X.
         """
-        self._require("signs")
-        X = np.asarray(X, dtype=np.float32)
-        rows, d = X.shape
-        if d != self.d:
-            raise ValueError(f"{self.name} was fitted on {self.d} dimensions, got {d}")
-        shape = (rows, self.out_dim(d))
-        if out is None:
-            out = np.empty(shape, dtype=np.float32)
-        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
         from embedbench.quantize.wht_kernels import rotate_rows  # numba: imported on use
 
-        self._chunks(rotate_rows, X, out)
-        return out
+        self._require("signs")
+        return self._rows(rotate_rows, X, "was fitted on", self.d, self.out_dim(self.d), out)
 
     def invert(self, Z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The rows X with apply(X) = Z: Z (n × out_dim) mapped back by the transpose.
 
         `out` as for `apply`, of shape n × d.
         """
+        from embedbench.quantize.wht_kernels import rotate_back_rows
+
         self._require("signs")
-        Z = np.ascontiguousarray(Z, dtype=np.float32)
-        shape = (len(Z), self.d)
-        if Z.shape[1] != self.out_dim(self.d):
-            raise ValueError(
-                f"{self.name} maps to {self.out_dim(self.d)} dimensions, got {Z.shape[1]}"
-            )
+        return self._rows(rotate_back_rows, Z, "maps to", self.out_dim(self.d), self.d, out)
+
+    def _rows(self, kernel, src, what: str, width: int, out_width: int, out) -> np.ndarray:
+        """kernel(src rows, signs, offsets, out rows): src n × width into out n × out_width.
+
+        Contiguous row chunks on up to THREADS threads, each at least 4 × BLOCK_FLOATS
+        floats (the kernels release the GIL; rows are independent).
+        """
+        src = np.ascontiguousarray(src, dtype=np.float32)
+        rows, d = src.shape
+        if d != width:
+            raise ValueError(f"{self.name} {what} {width} dimensions, got {d}")
+        shape = (rows, out_width)
         if out is None:
             out = np.empty(shape, dtype=np.float32)
         elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
-        from embedbench.quantize.wht_kernels import rotate_back_rows
-
-        self._chunks(rotate_back_rows, Z, out)
-        return out
-
-    def _chunks(self, kernel, src: np.ndarray, out: np.ndarray) -> None:
-        """kernel(src rows, *signs and offsets, out rows) on contiguous row chunks, on threads."""
-        rows = len(src)
-        step = max(1, self.BLOCK_FLOATS // self.n)
-        workers = min(self.THREADS, -(-rows // (4 * step)))
+        workers = min(self.THREADS, -(-rows // (4 * max(1, self.BLOCK_FLOATS // self.n))))
         if workers <= 1:
             kernel(src, *self._kernel_args, out)
-            return
-        # rows are independent: contiguous chunks on threads (the kernels release the GIL)
+            return out
         bounds = [rows * i // workers for i in range(workers + 1)]
         with ThreadPoolExecutor(workers) as pool:
             jobs = [
@@ -123,6 +112,7 @@ class RandomizedHadamard(Transform):
             ]
             for job in jobs:
                 job.result()
+        return out
 
     def matrix(self) -> np.ndarray:
         """The map as a d × out_dim matrix M (apply(X) == X @ M), built by applying it to I."""
