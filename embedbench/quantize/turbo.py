@@ -272,7 +272,11 @@ class TurboQuant(Code):
         self._setup(d)
         out = np.empty((n, self.bytes_per_vector(d)), dtype=np.uint8)
         if not self.prod:
-            self._parallel(self._encode_kernel, X, out)
+            from embedbench.quantize.turbo_kernels import encode_rows  # numba: imported on use
+
+            signs, offsets = self.rotation._kernel_args
+            groups, cuts, _ = self._tables
+            self._parallel(lambda x, o: encode_rows(x, signs, offsets, groups, cuts, o), X, out)
             return out
         # prod: MSE planes and residuals by row blocks, then S for BLOCK rows at a time
         # (one large BLAS product, not one per small block)
@@ -288,8 +292,8 @@ class TurboQuant(Code):
             out[b, -GAMMA_BYTES:] = gamma.astype("<f2").view(np.uint8).reshape(m, GAMMA_BYTES)
         return out
 
-    def _parallel(self, fn, *arrays: np.ndarray | None) -> None:
-        """fn(*arrays) on contiguous row chunks of them (None stays None), on threads.
+    def _parallel(self, fn, *arrays: np.ndarray) -> None:
+        """fn(*arrays) on contiguous row chunks of them, on threads.
 
         Up to THREADS threads, each with at least 4 blocks of BLOCK_FLOATS floats;
         numpy and the kernels release the GIL.
@@ -302,7 +306,7 @@ class TurboQuant(Code):
         bounds = [n * i // workers for i in range(workers + 1)]
         with ThreadPoolExecutor(workers) as pool:
             jobs = [
-                pool.submit(fn, *(None if a is None else a[lo:hi] for a in arrays))
+                pool.submit(fn, *(a[lo:hi] for a in arrays))
                 for lo, hi in itertools.pairwise(bounds)
             ]
             for job in jobs:
@@ -310,12 +314,6 @@ class TurboQuant(Code):
 
     def _block_rows(self) -> int:
         return max(1, self.BLOCK_FLOATS // self.d)
-
-    def _encode_kernel(self, X: np.ndarray, out: np.ndarray) -> None:
-        from embedbench.quantize.turbo_kernels import encode_rows  # numba: imported on use
-
-        groups, cuts, _levels = self._tables
-        encode_rows(X, *self.rotation._kernel_args, groups, cuts, out)
 
     def _prod_rows(self, X: np.ndarray, planes: np.ndarray, residual: np.ndarray) -> None:
         """Rotate, normalise and quantize rows of X (prod) by blocks of BLOCK_FLOATS.
@@ -347,33 +345,32 @@ class TurboQuant(Code):
     # --- decode ---
 
     def decode(self, codes: np.ndarray, d: int) -> np.ndarray:
+        from embedbench.quantize.turbo_kernels import decode_rows  # numba: imported on use
+
         self._setup(d)
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         n = len(codes)
         out = np.empty((n, d), dtype=np.float32)
+        signs, offsets = self.rotation._kernel_args
+        groups, _, levels = self._tables
+
+        def levels_rotated_back(codes, out, qjl):  # plus the QJL term for prod
+            decode_rows(codes, signs, offsets, groups, levels, qjl, out)
+
         if not self.prod:
-            self._parallel(self._decode_kernel, codes, out, None)
+            self._parallel(levels_rotated_back, codes, out, np.empty((n, 0), dtype=np.float32))
             return out
         # prod: the QJL term √(π/2)/d · γ · S^T sign, for BLOCK rows at a time (one BLAS
-        # product), added to the MSE part before the rotation back
+        # product), added to the levels before the rotation back
         mse_bits = self.code_bits - d
         for b in row_blocks(n):
             bits = np.unpackbits(codes[b, :-GAMMA_BYTES], axis=1, count=self.code_bits)
-            signs = bits[:, mse_bits:].astype(np.float32) * 2 - 1
+            signs_ = bits[:, mse_bits:].astype(np.float32) * 2 - 1
             gamma = codes[b, -GAMMA_BYTES:].copy().view("<f2")[:, 0].astype(np.float32)
-            qjl = signs @ self.S
+            qjl = signs_ @ self.S
             qjl *= (math.sqrt(math.pi / 2) / d * gamma)[:, None]
-            self._parallel(self._decode_kernel, codes[b], out[b], qjl)
+            self._parallel(levels_rotated_back, codes[b], out[b], qjl)
         return out
-
-    def _decode_kernel(self, codes: np.ndarray, out: np.ndarray, qjl: np.ndarray | None) -> None:
-        """Levels (plus the QJL term for prod) rotated back, a row at a time."""
-        from embedbench.quantize.turbo_kernels import decode_rows
-
-        groups, _cuts, levels = self._tables
-        if qjl is None:
-            qjl = np.empty((0, self.d), dtype=np.float32)
-        decode_rows(codes, *self.rotation._kernel_args, groups, levels, qjl, out)
 
 
 def _kernel_tables(groups: list[_Group]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -183,10 +183,10 @@ def encode_rows(X, signs, offsets, groups, cuts, out):
 
 @njit(nogil=True, cache=True)
 def decode_rows(codes, signs, offsets, groups, levels, qjl, out):
-    """TurboQuant decode: the groups' levels, plus qjl[r] (prod) if qjl has rows, rotated back.
+    """TurboQuant decode: the groups' levels, plus qjl[r] for prod, rotated back into out.
 
     codes m × bytes (uint8); levels: a row per group, the positive level of each Gray
-    code (float32, padded); qjl m × d or 0 × d float32, in rotated coordinates; out m × d.
+    code (float32, padded); qjl m × d float32 in rotated coordinates, or m × 0 (MSE).
     """
     rows, d = out.shape
     ones = np.ones(signs.shape[1], dtype=np.float32)
@@ -218,7 +218,7 @@ def decode_rows(codes, signs, offsets, groups, levels, qjl, out):
                     q = (q << 1) | ((code[pos >> 3] >> (7 - (pos & 7))) & 1)
                 level = lg[q & ((1 << (k - 1)) - 1)]
                 y[col + c] = level if q >> (k - 1) else -level
-        if qjl.shape[0]:
+        if qjl.shape[1]:
             q = qjl[r]
             for i in range(d):
                 y[i] += q[i]

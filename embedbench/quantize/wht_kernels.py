@@ -206,8 +206,8 @@ def _wht_window(src, s_lo, dst, lo, n, signs):
 def _rotate_row(x, z, signs, offsets):
     """z = the row x, zero-padded to len(z), through the windows in order."""
     d, n = len(x), signs.shape[1]
-    if len(offsets) == 1 and d == n:
-        _wht_window(x, 0, z, 0, n, signs[0])
+    if len(offsets) == 1 and d == n:  # offsets[0] = 0, not a literal 0: one compilation
+        _wht_window(x, offsets[0], z, offsets[0], n, signs[0])
         return
     for i in range(d):  # loops, not slice assignments: those are slow to compile
         z[i] = x[i]
