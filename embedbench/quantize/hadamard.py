@@ -7,13 +7,12 @@ Random signs, then a fast Walsh–Hadamard transform, row by row in numba kernel
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from embedbench.quantize.codes import parallel_rows
 from embedbench.quantize.transforms import DEFAULT_SEED, Transform
 
 
@@ -62,7 +61,7 @@ class RandomizedHadamard(Transform):
         scale = 1.0 / math.sqrt(n)
         self.signs = [((rng.integers(0, 2, n) * 2 - 1) * scale).astype(np.float32) for _ in offsets]
         self.offsets, self.d, self.n = offsets, d, n
-        self._kernel_args = (np.stack(self.signs), np.array(offsets, dtype=np.int64))
+        self._kernel_args = (np.concatenate(self.signs), np.array(offsets, dtype=np.int64))
         return self
 
     def apply(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -88,8 +87,7 @@ class RandomizedHadamard(Transform):
     def _rows(self, kernel, src, what: str, width: int, out_width: int, out) -> np.ndarray:
         """kernel(src rows, signs, offsets, out rows): src n × width into out n × out_width.
 
-        Contiguous row chunks on up to THREADS threads, each at least 4 × BLOCK_FLOATS
-        floats (the kernels release the GIL; rows are independent).
+        Row chunks on up to THREADS threads, each with at least 4 × BLOCK_FLOATS floats.
         """
         src = np.ascontiguousarray(src, dtype=np.float32)
         rows, d = src.shape
@@ -100,18 +98,9 @@ class RandomizedHadamard(Transform):
             out = np.empty(shape, dtype=np.float32)
         elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
-        workers = min(self.THREADS, -(-rows // (4 * max(1, self.BLOCK_FLOATS // self.n))))
-        if workers <= 1:
-            kernel(src, *self._kernel_args, out)
-            return out
-        bounds = [rows * i // workers for i in range(workers + 1)]
-        with ThreadPoolExecutor(workers) as pool:
-            jobs = [
-                pool.submit(kernel, src[lo:hi], *self._kernel_args, out[lo:hi])
-                for lo, hi in itertools.pairwise(bounds)
-            ]
-            for job in jobs:
-                job.result()
+        args = self._kernel_args
+        threads, min_rows = self.THREADS, 4 * max(1, self.BLOCK_FLOATS // self.n)
+        parallel_rows(lambda x, o: kernel(x, *args, o), (src, out), threads, min_rows)
         return out
 
     def matrix(self) -> np.ndarray:

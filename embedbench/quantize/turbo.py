@@ -38,14 +38,12 @@ L1 cache, so the input is read once. The prod encode keeps the numpy path below
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from embedbench.quantize.codes import BLOCK, Code, row_blocks
+from embedbench.quantize.codes import BLOCK, Code, parallel_rows, row_blocks
 from embedbench.quantize.hadamard import RandomizedHadamard
 from embedbench.quantize.lloyd_max import Codebook, coordinate_density, lloyd_max
 
@@ -293,24 +291,8 @@ class TurboQuant(Code):
         return out
 
     def _parallel(self, fn, *arrays: np.ndarray) -> None:
-        """fn(*arrays) on contiguous row chunks of them, on threads.
-
-        Up to THREADS threads, each with at least 4 blocks of BLOCK_FLOATS floats;
-        numpy and the kernels release the GIL.
-        """
-        n = len(arrays[0])
-        workers = min(self.THREADS, -(-n // (4 * self._block_rows())))
-        if workers <= 1:
-            fn(*arrays)
-            return
-        bounds = [n * i // workers for i in range(workers + 1)]
-        with ThreadPoolExecutor(workers) as pool:
-            jobs = [
-                pool.submit(fn, *(a[lo:hi] for a in arrays))
-                for lo, hi in itertools.pairwise(bounds)
-            ]
-            for job in jobs:
-                job.result()
+        """fn(*arrays) on row chunks, up to THREADS threads of at least 4 row blocks."""
+        parallel_rows(fn, arrays, self.THREADS, 4 * self._block_rows())
 
     def _block_rows(self) -> int:
         return max(1, self.BLOCK_FLOATS // self.d)

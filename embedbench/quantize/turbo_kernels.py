@@ -50,17 +50,17 @@ def _xor_sets(k: int) -> list[list[int]]:
 def _quantizer(k: int):
     """Codes of 16 coordinates with a k-bit group, stored as k plane slices of 2 bytes.
 
-    u = z[i:i+16] · inv; plane p goes
+    u = z[i:i+16] · inv, the positive boundaries cuts[c:c+2^(k−1)−1]; plane p goes
     to code[b + p·stride : +2], p = 0 the signs (1: u > 0), then the Gray bits of
     the magnitude index, most significant first.
     """
 
     @intrinsic
-    def quantize(typingctx, z, i, inv, cuts, code, b, stride):
-        return types.void(z, i, inv, cuts, code, b, stride), _codegen(quantize_code)
+    def quantize(typingctx, z, i, inv, cuts, c, code, b, stride):
+        return types.void(z, i, inv, cuts, c, code, b, stride), _codegen(quantize_code)
 
     def quantize_code(g: _Codegen) -> None:
-        bld, b, stride = g.builder, g.index(5), g.index(6)
+        bld, c, b, stride = g.builder, g.index(4), g.index(6), g.index(7)
         v = g.load(0, g.index(1))
         v = _shuffle(bld, v, v, _BYTE_REVERSED)  # lane 8q + t holds bit 7 − t of byte q
         u = bld.fmul(v, _splat(bld, g.args[2]))
@@ -71,7 +71,7 @@ def _quantizer(k: int):
             )
             a = bld.bitcast(a, _VF)  # |u|
             above = {
-                j: bld.fcmp_ordered(">", a, _splat(bld, g.load(3, j - 1, _F32, invariant=True)))
+                j: bld.fcmp_ordered(">", a, _splat(bld, g.load(3, g.plus(c, j - 1), _F32, True)))
                 for j in range(1, 1 << (k - 1))
             }
             for js in _xor_sets(k):
@@ -80,7 +80,7 @@ def _quantizer(k: int):
                     mask = bld.xor(mask, above[j])
                 masks.append(mask)
         for p, mask in enumerate(masks):
-            g.store(bld.bitcast(mask, _PLANE), 4, g.at(b, stride, p))
+            g.store(bld.bitcast(mask, _PLANE), 5, g.at(b, stride, p))
 
     return quantize
 
@@ -91,19 +91,19 @@ _quantize1, _quantize2, _quantize3, _quantize4 = (_quantizer(k) for k in (1, 2, 
 def _dequantizer(k: int):
     """z[i:i+16] = the values of 16 k-bit codes read from their planes (`_quantizer`'s).
 
-    levels[g] is the positive level of Gray code g. The value is ±levels[gray],
+    levels[c + g] is the positive level of Gray code g. The value is ±levels[gray],
     picked by a tree of selects on the plane bits: no table look-up, no gather.
     """
 
     @intrinsic
-    def dequantize(typingctx, code, b, stride, levels, z, i):
-        return types.void(code, b, stride, levels, z, i), _codegen(dequantize_code)
+    def dequantize(typingctx, code, b, stride, levels, c, z, i):
+        return types.void(code, b, stride, levels, c, z, i), _codegen(dequantize_code)
 
     def dequantize_code(g: _Codegen) -> None:
-        bld, b, stride = g.builder, g.index(1), g.index(2)
+        bld, b, stride, c = g.builder, g.index(1), g.index(2), g.index(4)
         masks = [bld.bitcast(g.load(0, g.at(b, stride, p), _PLANE), _MASK) for p in range(k)]
         values = [
-            _splat(bld, g.load(3, gray, _F32, invariant=True)) for gray in range(1 << (k - 1))
+            _splat(bld, g.load(3, g.plus(c, gray), _F32, True)) for gray in range(1 << (k - 1))
         ]
         for bit in range(k - 1):  # Gray bit `bit` is plane k − 1 − bit
             mask = masks[k - 1 - bit]
@@ -111,7 +111,7 @@ def _dequantizer(k: int):
                 bld.select(mask, hi, lo) for lo, hi in zip(values[::2], values[1::2], strict=True)
             ]
         v = bld.select(masks[0], values[0], bld.fneg(values[0]))
-        g.store(_shuffle(bld, v, v, _BYTE_REVERSED), 4, g.index(5))
+        g.store(_shuffle(bld, v, v, _BYTE_REVERSED), 5, g.index(6))
 
     return dequantize
 
@@ -119,13 +119,13 @@ def _dequantizer(k: int):
 _dequantize1, _dequantize2, _dequantize3, _dequantize4 = (_dequantizer(k) for k in (1, 2, 3, 4))
 
 
-@njit(nogil=True, cache=True)
-def _code_scalar(u, k, cuts):
-    """The k-bit code of one unit coordinate u: the sign bit, then the Gray-coded magnitude."""
+@njit(nogil=True, cache=True, inline="always")
+def _code_scalar(u, k, cuts, c):
+    """The k-bit code of one unit coordinate u (boundaries cuts[c:]): sign, Gray magnitude."""
     a = abs(u)
     m = 0
     for j in range((1 << (k - 1)) - 1):
-        if a > cuts[j]:
+        if a > cuts[c + j]:
             m += 1
     return (int(u > 0) << (k - 1)) | (m ^ (m >> 1))
 
@@ -138,47 +138,47 @@ def encode_rows(X, signs, offsets, groups, cuts, out):
     group (first coordinate, coordinates, bits k, first bit in the code); cuts: a
     row per group, its positive boundaries (float32, padded).
     """
-    rows, d = X.shape
-    padded = -(-max(d, signs.shape[1]) // 64) * 64
+    (rows, d), size, width = X.shape, out.shape[1], cuts.shape[1]
+    x, code, cuts = X.reshape(-1), out.reshape(-1), cuts.reshape(-1)  # flat: no row views
+    padded = -(-max(d, len(signs) // len(offsets)) // 64) * 64
     z = np.zeros(padded, dtype=np.float32)  # zero past d, for the sum of squares
     need_norm, total_bits = False, 0
     for g in range(len(groups)):
         need_norm |= groups[g, 2] > 1  # one bit: the sign of z is that of the direction
         total_bits += groups[g, 1] * groups[g, 2]
     for r in range(rows):
-        _rotate_row(X[r], z[:d], signs, offsets)
+        _rotate_row(x, r * d, d, z, 0, d, signs, offsets)
         inv = np.float32(1.0)
         if need_norm:
             ss = _sum_squares(z, padded)
             inv = np.float32(1.0 / np.sqrt(np.float64(ss))) if ss > 0 else np.float32(0.0)
-        code = out[r]
+        base = r * size
         if total_bits % 8:
-            code[-1] = 0  # the padding bits
+            code[base + size - 1] = 0  # the padding bits
         for g in range(len(groups)):
             col, ng, k, off = groups[g, 0], groups[g, 1], groups[g, 2], groups[g, 3]
-            cg = cuts[g]
-            fast = 0
+            c0, fast = g * width, 0
             if off % 8 == 0 and ng % 8 == 0:  # planes start on bytes: 16 coordinates a step
                 fast = ng // LANES * LANES
                 for c in range(0, fast, LANES):
-                    b = off // 8 + c // 8
+                    b = base + off // 8 + c // 8
                     if k == 1:
-                        _quantize1(z, col + c, inv, cg, code, b, ng // 8)
+                        _quantize1(z, col + c, inv, cuts, c0, code, b, ng // 8)
                     elif k == 2:
-                        _quantize2(z, col + c, inv, cg, code, b, ng // 8)
+                        _quantize2(z, col + c, inv, cuts, c0, code, b, ng // 8)
                     elif k == 3:
-                        _quantize3(z, col + c, inv, cg, code, b, ng // 8)
+                        _quantize3(z, col + c, inv, cuts, c0, code, b, ng // 8)
                     else:
-                        _quantize4(z, col + c, inv, cg, code, b, ng // 8)
+                        _quantize4(z, col + c, inv, cuts, c0, code, b, ng // 8)
             for c in range(fast, ng):  # the rest bit by bit
-                q = _code_scalar(z[col + c] * inv, k, cg)
+                q = _code_scalar(z[col + c] * inv, k, cuts, c0)
                 for p in range(k):
                     pos = off + p * ng + c
                     bit = np.uint8(0x80 >> (pos & 7))
                     if (q >> (k - 1 - p)) & 1:
-                        code[pos >> 3] |= bit
+                        code[base + (pos >> 3)] |= bit
                     else:
-                        code[pos >> 3] &= ~bit
+                        code[base + (pos >> 3)] &= ~bit
 
 
 @njit(nogil=True, cache=True)
@@ -188,38 +188,38 @@ def decode_rows(codes, signs, offsets, groups, levels, qjl, out):
     codes m × bytes (uint8); levels: a row per group, the positive level of each Gray
     code (float32, padded); qjl m × d float32 in rotated coordinates, or m × 0 (MSE).
     """
-    rows, d = out.shape
-    ones = np.ones(signs.shape[1], dtype=np.float32)
+    (rows, d), size, width = out.shape, codes.shape[1], levels.shape[1]
+    code, y, levels = codes.reshape(-1), out.reshape(-1), levels.reshape(-1)
+    q, with_qjl = qjl.reshape(-1), qjl.shape[1] > 0
+    ones = np.ones(len(signs) // len(offsets), dtype=np.float32)
     for r in range(rows):
-        code, y = codes[r], out[r]
+        base, row = r * size, r * d
         if len(groups) == 0:
             for i in range(d):
-                y[i] = 0.0
+                y[row + i] = 0.0
         for g in range(len(groups)):
             col, ng, k, off = groups[g, 0], groups[g, 1], groups[g, 2], groups[g, 3]
-            lg = levels[g]
-            fast = 0
+            c0, fast = g * width, 0
             if off % 8 == 0 and ng % 8 == 0:
                 fast = ng // LANES * LANES
                 for c in range(0, fast, LANES):
-                    b = off // 8 + c // 8
+                    b = base + off // 8 + c // 8
                     if k == 1:
-                        _dequantize1(code, b, ng // 8, lg, y, col + c)
+                        _dequantize1(code, b, ng // 8, levels, c0, y, row + col + c)
                     elif k == 2:
-                        _dequantize2(code, b, ng // 8, lg, y, col + c)
+                        _dequantize2(code, b, ng // 8, levels, c0, y, row + col + c)
                     elif k == 3:
-                        _dequantize3(code, b, ng // 8, lg, y, col + c)
+                        _dequantize3(code, b, ng // 8, levels, c0, y, row + col + c)
                     else:
-                        _dequantize4(code, b, ng // 8, lg, y, col + c)
+                        _dequantize4(code, b, ng // 8, levels, c0, y, row + col + c)
             for c in range(fast, ng):
-                q = 0
+                v = 0
                 for p in range(k):
                     pos = off + p * ng + c
-                    q = (q << 1) | ((code[pos >> 3] >> (7 - (pos & 7))) & 1)
-                level = lg[q & ((1 << (k - 1)) - 1)]
-                y[col + c] = level if q >> (k - 1) else -level
-        if qjl.shape[1]:
-            q = qjl[r]
+                    v = (v << 1) | ((code[base + (pos >> 3)] >> (7 - (pos & 7))) & 1)
+                level = levels[c0 + (v & ((1 << (k - 1)) - 1))]
+                y[row + col + c] = level if v >> (k - 1) else -level
+        if with_qjl:
             for i in range(d):
-                y[i] += q[i]
-        _rotate_back_row(y, signs, offsets, ones)
+                y[row + i] += q[row + i]
+        _rotate_back_row(y, row, signs, offsets, ones)

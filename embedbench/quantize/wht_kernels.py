@@ -71,6 +71,10 @@ class _Codegen:
         """index + step · t (intp values, t a Python int)."""
         return self.builder.add(index, self.builder.mul(step, ir.Constant(step.type, t)))
 
+    def plus(self, index, t: int):
+        """index + t (an intp value, t a Python int)."""
+        return self.builder.add(index, ir.Constant(index.type, t))
+
     def ptr(self, k: int, index, elem: ir.Type = _VF):
         """Pointer to element `index` of array argument k, as elem*."""
         data = self.context.make_array(self.sig.args[k])(self.context, self.builder, self.args[k])
@@ -168,12 +172,16 @@ def _scale16(typingctx, a, i, signs, j):
     return types.void(a, i, signs, j), _codegen(code)
 
 
-@njit(nogil=True, cache=True)
-def _wht_window(src, s_lo, dst, lo, n, signs):
-    """dst[lo:lo+n] = (src[s_lo:s_lo+n] · signs) H_n, H_n Sylvester; src may be dst."""
+@njit(nogil=True, cache=True, inline="always")
+def _wht_window(src, s_lo, dst, lo, n, signs, g_lo):
+    """dst[lo:lo+n] = (src[s_lo:s_lo+n] · signs[g_lo:g_lo+n]) H_n, H_n Sylvester.
+
+    src may be dst. Arrays are flat (1-D), addressed by offsets: no per-row views,
+    whose reference counts would be atomic operations shared between threads.
+    """
     if n < LANES:  # tiny windows (d < 16): plain butterflies
         for i in range(n):
-            dst[lo + i] = src[s_lo + i] * signs[i]
+            dst[lo + i] = src[s_lo + i] * signs[g_lo + i]
         h = 1
         while h < n:
             for i0 in range(lo, lo + n, 2 * h):
@@ -183,7 +191,7 @@ def _wht_window(src, s_lo, dst, lo, n, signs):
             h *= 2
         return
     for i in range(0, n, LANES):
-        _wht16(src, s_lo + i, signs, i, dst, lo + i)
+        _wht16(src, s_lo + i, signs, g_lo + i, dst, lo + i)
     h = LANES
     while h < n:
         left = 0  # index bits still to transform
@@ -202,60 +210,63 @@ def _wht_window(src, s_lo, dst, lo, n, signs):
         h = step
 
 
-@njit(nogil=True, cache=True)
-def _rotate_row(x, z, signs, offsets):
-    """z = the row x, zero-padded to len(z), through the windows in order."""
-    d, n = len(x), signs.shape[1]
-    if len(offsets) == 1 and d == n:  # offsets[0] = 0, not a literal 0: one compilation
-        _wht_window(x, offsets[0], z, offsets[0], n, signs[0])
+@njit(nogil=True, cache=True, inline="always")
+def _rotate_row(x, x_lo, d, z, z_lo, width, signs, offsets):
+    """z[z_lo:z_lo+width] = x[x_lo:x_lo+d], zero-padded to width, through the windows.
+
+    signs: the windows' n signs (scaled by 1/√n) one after the other; offsets: where
+    each window starts in the row.
+    """
+    n = len(signs) // len(offsets)
+    if len(offsets) == 1 and d == n:
+        _wht_window(x, x_lo, z, z_lo, n, signs, 0)
         return
     for i in range(d):  # loops, not slice assignments: those are slow to compile
-        z[i] = x[i]
-    for i in range(d, len(z)):
-        z[i] = 0.0
+        z[z_lo + i] = x[x_lo + i]
+    for i in range(d, width):
+        z[z_lo + i] = 0.0
     for w in range(len(offsets)):
-        _wht_window(z, offsets[w], z, offsets[w], n, signs[w])
+        lo = z_lo + offsets[w]
+        _wht_window(z, lo, z, lo, n, signs, w * n)
 
 
-@njit(nogil=True, cache=True)
-def _rotate_back_row(y, signs, offsets, ones):
-    """y = y Π^T in place: the windows in reverse order, each H_n and then its signs."""
-    n = signs.shape[1]
+@njit(nogil=True, cache=True, inline="always")
+def _rotate_back_row(y, y_lo, signs, offsets, ones):
+    """y[y_lo:] = (that row) Π^T in place: windows in reverse order, each H_n, then its signs."""
+    n = len(signs) // len(offsets)
     for w in range(len(offsets) - 1, -1, -1):
-        lo = offsets[w]
-        _wht_window(y, lo, y, lo, n, ones)
+        lo = y_lo + offsets[w]
+        _wht_window(y, lo, y, lo, n, ones, 0)
         if n < LANES:
             for i in range(n):
-                y[lo + i] *= signs[w, i]
+                y[lo + i] *= signs[w * n + i]
         else:
-            sw = signs[w]
             for i in range(0, n, LANES):
-                _scale16(y, lo + i, sw, i)
+                _scale16(y, lo + i, signs, w * n + i)
 
 
 @njit(nogil=True, cache=True)
 def rotate_rows(X, signs, offsets, out):
-    """out = X Π (`RandomizedHadamard.apply`): X m × d, out m × max(d, n).
-
-    signs: one row of n signs (scaled by 1/√n) a window; offsets: each window's start.
-    """
-    for r in range(X.shape[0]):
-        _rotate_row(X[r], out[r], signs, offsets)
+    """out = X Π (`RandomizedHadamard.apply`): X m × d, out m × max(d, n)."""
+    (rows, d), width = X.shape, out.shape[1]
+    x, z = X.reshape(-1), out.reshape(-1)
+    for r in range(rows):
+        _rotate_row(x, r * d, d, z, r * width, width, signs, offsets)
 
 
 @njit(nogil=True, cache=True)
 def rotate_back_rows(Z, signs, offsets, out):
     """out = (Z Π^T)[:, :d], the inverse of `rotate_rows`: Z m × max(d, n), out m × d."""
-    width, d = Z.shape[1], out.shape[1]
-    ones = np.ones(signs.shape[1], dtype=np.float32)
+    (rows, width), d = Z.shape, out.shape[1]
+    ones = np.ones(len(signs) // len(offsets), dtype=np.float32)
+    z, o = Z.reshape(-1), out.reshape(-1)
     y = np.empty(width, dtype=np.float32)
-    for r in range(Z.shape[0]):
-        z, o = Z[r], out[r]  # rows as 1-D views: the copies vectorise
+    for r in range(rows):
         for i in range(width):
-            y[i] = z[i]
-        _rotate_back_row(y, signs, offsets, ones)
+            y[i] = z[r * width + i]
+        _rotate_back_row(y, 0, signs, offsets, ones)
         for i in range(d):
-            o[i] = y[i]
+            o[r * d + i] = y[i]
 
 
 # --- norms -------------------------------------------------------------------------------
