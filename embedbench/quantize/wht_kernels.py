@@ -78,13 +78,14 @@ class _Codegen:
     def ptr(self, k: int, index, elem: ir.Type = _VF):
         """Pointer to element `index` of array argument k, as elem*."""
         data = self.context.make_array(self.sig.args[k])(self.context, self.builder, self.args[k])
-        if isinstance(index, int):
-            index = ir.Constant(ir.IntType(64), index)
         return self.builder.bitcast(self.builder.gep(data.data, [index]), elem.as_pointer())
 
     def load(self, k: int, index, elem: ir.Type = _VF, invariant: bool = False):
-        """Load from array argument k; `invariant`: the array is never written while the
-        kernel runs (codebooks), so LLVM may hoist the load out of loops."""
+        """Load from array argument k.
+
+        `invariant`: the array is never written while the kernel runs (codebooks), so
+        LLVM may hoist the load out of loops.
+        """
         value = self.builder.load(self.ptr(k, index, elem), align=_align(elem))
         if invariant:
             value.set_metadata("invariant.load", self.builder.module.add_metadata([]))
@@ -131,8 +132,8 @@ def _wht16_code(g: _Codegen) -> None:
 def _butterfly(radix_log2: int):
     """In-place radix-2^r butterflies between the vectors a[base + t·h : +16], t < 2^r.
 
-    The vector t's bits are index bits of the window, so this
-    is H_(2^r) on those bits, for 16 values of the bits below at once.
+    The bits of t are index bits of the window (h a power of two ≥ 16), so this is
+    H_(2^r) on those bits, for 16 values of the bits below at once.
     """
     radix = 1 << radix_log2
 
@@ -197,7 +198,7 @@ def _wht_window(src, s_lo, dst, lo, n, signs, g_lo):
         left = 0  # index bits still to transform
         while (h << left) < n:
             left += 1
-        r = 2 if left == 4 else min(left, 3)  # radix 8 where it can, 4 bits as 4 × 4
+        r = 2 if left == 4 else min(left, 3)  # radix 8 where it can, 4 bits as radix 4 twice
         step = h << r
         for i0 in range(lo, lo + n, step):
             for j in range(i0, i0 + h, LANES):
