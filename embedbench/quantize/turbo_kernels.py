@@ -7,8 +7,9 @@ Lloyd–Max boundaries, and the k bit planes as 16-bit comparison masks (the Gra
 bits as XORs of comparisons), stored straight into the code bytes with the lanes
 reversed in each byte (MSB first, as np.packbits). Values, boundary semantics and
 byte layout are `turbo._Group`'s. Decoding reads the planes back as masks, picks
-each level by a tree of selects, and rotates back. Groups whose planes do not start
-on a byte (odd sizes) are coded bit by bit, with the same arithmetic.
+each level by a tree of selects, adds the QJL term (prod) and rotates back. Groups
+whose planes do not start on a byte (odd sizes) are coded bit by bit, with the same
+arithmetic. Arrays are passed flat with row offsets, as in `wht_kernels`.
 """
 
 from __future__ import annotations
