@@ -2,10 +2,11 @@
 
 Encoding reads each input row once: it is rotated in an L1 buffer (`wht_kernels`),
 scaled to a unit vector, and every 16 coordinates of a k-bit group are quantized
-in vector IR: the sign, the comparisons |u| > t_j with the group's positive
-Lloyd–Max boundaries, and the k bit planes as 16-bit comparison masks (the Gray
-bits as XORs of comparisons), stored straight into the code bytes with the lanes
-reversed in each byte (MSB first, as np.packbits). Values, boundary semantics and
+in vector IR: the sign, the magnitude index #{t_j < |u|} over the group's positive
+Lloyd–Max boundaries by a binary search (k − 1 comparisons, each boundary picked by
+the bits found before), and the k bit planes (sign, Gray bits) as 16-bit comparison
+masks, stored straight into the code bytes with the lanes reversed in each byte
+(MSB first, as np.packbits). Values, boundary semantics and
 byte layout are `turbo._Group`'s. Decoding reads the planes back as masks, picks
 each level by a tree of selects, adds the QJL term (prod) and rotates back. Groups
 whose planes do not start on a byte (odd sizes) are coded bit by bit, with the same
@@ -13,6 +14,8 @@ arithmetic. Arrays are passed flat with row offsets, as in `wht_kernels`.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 from llvmlite import ir
@@ -38,16 +41,6 @@ _PLANE = ir.IntType(16)  # a plane's 16 bits of 16 coordinates
 _I32V = ir.VectorType(ir.IntType(32), LANES)
 
 
-def _xor_sets(k: int) -> list[list[int]]:
-    """For planes 1..k−1 (Gray bits k−2..0), the comparisons j whose XOR is the bit.
-
-    Gray bit i of the magnitude index #{t_j < |u|} is the XOR of |u| > t_j over
-    j ≡ 2^i (mod 2^(i+1)), boundaries numbered from 1 (`turbo._Group.xor_sets`).
-    """
-    half = 1 << (k - 1)
-    return [[j for j in range(1, half) if j % (2 << i) == 1 << i] for i in range(k - 2, -1, -1)]
-
-
 def _quantizer(k: int):
     """Codes of 16 coordinates with a k-bit group, stored as k plane slices of 2 bytes.
 
@@ -60,6 +53,8 @@ def _quantizer(k: int):
     def quantize(typingctx, z, i, inv, cuts, c, code, b, stride):
         return types.void(z, i, inv, cuts, c, code, b, stride), _codegen(quantize_code)
 
+    half = 1 << (k - 1)
+
     def quantize_code(g: _Codegen) -> None:
         bld, c, b, stride = g.builder, g.index(4), g.index(6), g.index(7)
         v = g.load(0, g.index(1))
@@ -71,15 +66,19 @@ def _quantizer(k: int):
                 bld.bitcast(u, _I32V), _splat(bld, ir.Constant(ir.IntType(32), 0x7FFFFFFF))
             )
             a = bld.bitcast(a, _VF)  # |u|
-            above = {
-                j: bld.fcmp_ordered(">", a, _splat(bld, g.load(3, g.plus(c, j - 1), _F32, True)))
-                for j in range(1, 1 << (k - 1))
-            }
-            for js in _xor_sets(k):
-                mask = above[js[0]]
-                for j in js[1:]:
-                    mask = bld.xor(mask, above[j])
-                masks.append(mask)
+            cuts = [_splat(bld, g.load(3, g.plus(c, j), _F32, True)) for j in range(half - 1)]
+            # the magnitude index m = #{t_j < |u|} bit by bit, most significant first: a
+            # binary search, its next boundary picked by the bits found so far
+            bits = []
+            for level in range(k - 1):
+                step = half >> (level + 1)  # boundaries t_(step), t_(3 step), ... (1-based)
+                options = [cuts[j - 1] for j in range(step, half, 2 * step)]
+                for bit in reversed(bits):  # options[prefix]: pick by the prefix bits
+                    pairs = zip(options[::2], options[1::2], strict=True)
+                    options = [bld.select(bit, hi, lo) for lo, hi in pairs]
+                bits.append(bld.fcmp_ordered(">", a, options[0]))
+            masks.append(bits[0])  # Gray code: m ^ (m >> 1)
+            masks += [bld.xor(hi, lo) for hi, lo in itertools.pairwise(bits)]
         for p, mask in enumerate(masks):
             g.store(bld.bitcast(mask, _PLANE), 5, g.at(b, stride, p))
 
