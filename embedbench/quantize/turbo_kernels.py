@@ -119,7 +119,7 @@ def _dequantizer(k: int):
 _dequantize1, _dequantize2, _dequantize3, _dequantize4 = (_dequantizer(k) for k in (1, 2, 3, 4))
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _code_scalar(u, k, cuts, c):
     """The k-bit code of one unit coordinate u (boundaries cuts[c:]): sign, Gray magnitude."""
     a = abs(u)
@@ -146,8 +146,8 @@ def encode_rows(X, signs, offsets, groups, cuts, out):
     for g in range(len(groups)):
         need_norm |= groups[g, 2] > 1  # one bit: the sign of z is that of the direction
         total_bits += groups[g, 1] * groups[g, 2]
-    for r in range(rows):
-        _rotate_row(x, r * d, d, z, 0, d, signs, offsets)
+    for r in range(rows):  # (np.int64(0), not a literal 0: one compilation of _rotate_row)
+        _rotate_row(x, r * d, d, z, np.int64(0), d, signs, offsets)
         inv = np.float32(1.0)
         if need_norm:
             ss = _sum_squares(z, padded)
@@ -191,7 +191,7 @@ def decode_rows(codes, signs, offsets, groups, levels, qjl, out):
     (rows, d), size, width = out.shape, codes.shape[1], levels.shape[1]
     code, y, levels = codes.reshape(-1), out.reshape(-1), levels.reshape(-1)
     q, with_qjl = qjl.reshape(-1), qjl.shape[1] > 0
-    ones = np.ones(len(signs) // len(offsets), dtype=np.float32)
+    ones = np.ones(len(signs), dtype=np.float32)
     for r in range(rows):
         base, row = r * size, r * d
         if len(groups) == 0:

@@ -173,7 +173,7 @@ def _scale16(typingctx, a, i, signs, j):
     return types.void(a, i, signs, j), _codegen(code)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _wht_window(src, s_lo, dst, lo, n, signs, g_lo):
     """dst[lo:lo+n] = (src[s_lo:s_lo+n] · signs[g_lo:g_lo+n]) H_n, H_n Sylvester.
 
@@ -211,7 +211,7 @@ def _wht_window(src, s_lo, dst, lo, n, signs, g_lo):
         h = step
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _rotate_row(x, x_lo, d, z, z_lo, width, signs, offsets):
     """z[z_lo:z_lo+width] = x[x_lo:x_lo+d], zero-padded to width, through the windows.
 
@@ -219,8 +219,8 @@ def _rotate_row(x, x_lo, d, z, z_lo, width, signs, offsets):
     each window starts in the row.
     """
     n = len(signs) // len(offsets)
-    if len(offsets) == 1 and d == n:
-        _wht_window(x, x_lo, z, z_lo, n, signs, 0)
+    if len(offsets) == 1 and d == n:  # offsets[0] = 0, an int64: no literal-0 compilation
+        _wht_window(x, x_lo, z, z_lo, n, signs, offsets[0])
         return
     for i in range(d):  # loops, not slice assignments: those are slow to compile
         z[z_lo + i] = x[x_lo + i]
@@ -231,13 +231,16 @@ def _rotate_row(x, x_lo, d, z, z_lo, width, signs, offsets):
         _wht_window(z, lo, z, lo, n, signs, w * n)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _rotate_back_row(y, y_lo, signs, offsets, ones):
-    """y[y_lo:] = (that row) Π^T in place: windows in reverse order, each H_n, then its signs."""
+    """y[y_lo:] = (that row) Π^T in place: windows in reverse order, each H_n, then its signs.
+
+    `ones`: as many 1s as signs (the transform's own multiplier).
+    """
     n = len(signs) // len(offsets)
     for w in range(len(offsets) - 1, -1, -1):
         lo = y_lo + offsets[w]
-        _wht_window(y, lo, y, lo, n, ones, 0)
+        _wht_window(y, lo, y, lo, n, ones, w * n)
         if n < LANES:
             for i in range(n):
                 y[lo + i] *= signs[w * n + i]
@@ -259,13 +262,13 @@ def rotate_rows(X, signs, offsets, out):
 def rotate_back_rows(Z, signs, offsets, out):
     """out = (Z Π^T)[:, :d], the inverse of `rotate_rows`: Z m × max(d, n), out m × d."""
     (rows, width), d = Z.shape, out.shape[1]
-    ones = np.ones(len(signs) // len(offsets), dtype=np.float32)
+    ones = np.ones(len(signs), dtype=np.float32)
     z, o = Z.reshape(-1), out.reshape(-1)
     y = np.empty(width, dtype=np.float32)
     for r in range(rows):
         for i in range(width):
             y[i] = z[r * width + i]
-        _rotate_back_row(y, 0, signs, offsets, ones)
+        _rotate_back_row(y, np.int64(0), signs, offsets, ones)
         for i in range(d):
             o[r * d + i] = y[i]
 
