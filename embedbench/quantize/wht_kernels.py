@@ -122,11 +122,45 @@ def _wht16(typingctx, src, i, signs, j, dst, k):
 def _wht16_code(g: _Codegen) -> None:
     b = g.builder
     v = b.fmul(g.load(0, g.index(1)), g.load(2, g.index(3)))
+    g.store(_in_vector(b, v), 4, g.index(5))
+
+
+def _in_vector(b, v):
+    """H_16 on the lanes of v: 4 butterfly stages of shuffles."""
     for h in (1, 2, 4, 8):  # lane l pairs with l ^ h: the low lane x + y, the high one x − y
         w = _shuffle(b, v, v, [lane ^ h for lane in range(LANES)])
         sign = _const_vec(_F32, [-1.0 if lane & h else 1.0 for lane in range(LANES)])
         v = _fmuladd(b, v, sign, w)
-    g.store(v, 4, g.index(5))
+    return v
+
+
+def _across(b, v: list) -> list:
+    """H on the index of the vectors v (len a power of two): butterflies between them."""
+    minus = _const_vec(_F32, [-1.0] * LANES)
+    v, step = list(v), 1
+    while step < len(v):
+        for t in range(len(v)):
+            if not t & step:
+                x, y = v[t], v[t + step]
+                v[t], v[t + step] = b.fadd(x, y), _fmuladd(b, y, minus, x)
+        step *= 2
+    return v
+
+
+@intrinsic
+def _wht128(typingctx, src, i, signs, j, dst, k):
+    """dst[k:k+128] = H_128 (src[i:i+128] · signs[j:j+128]): 8 vectors in registers."""
+
+    def code(g: _Codegen) -> None:
+        b, i, j, k = g.builder, g.index(1), g.index(3), g.index(5)
+        v = [
+            _in_vector(b, b.fmul(g.load(0, g.plus(i, LANES * t)), g.load(2, g.plus(j, LANES * t))))
+            for t in range(8)
+        ]
+        for t, x in enumerate(_across(b, v)):
+            g.store(x, 4, g.plus(k, LANES * t))
+
+    return types.void(src, i, signs, j, dst, k), _codegen(code)
 
 
 def _butterfly(radix_log2: int):
@@ -144,15 +178,7 @@ def _butterfly(radix_log2: int):
     def butterfly_code(g: _Codegen) -> None:
         b, base, h = g.builder, g.index(1), g.index(2)
         ptrs = [g.ptr(0, g.at(base, h, t)) for t in range(radix)]
-        v = [b.load(p, align=4) for p in ptrs]
-        minus = _const_vec(_F32, [-1.0] * LANES)
-        step = 1
-        while step < radix:
-            for t in range(radix):
-                if not t & step:
-                    x, y = v[t], v[t + step]
-                    v[t], v[t + step] = b.fadd(x, y), _fmuladd(b, y, minus, x)
-            step *= 2
+        v = _across(b, [b.load(p, align=4) for p in ptrs])
         for p, x in zip(ptrs, v, strict=True):
             b.store(x, p, align=4)
 
@@ -191,9 +217,12 @@ def _wht_window(src, s_lo, dst, lo, n, signs, g_lo):
                     dst[j], dst[j + h] = x + y, x - y
             h *= 2
         return
-    for i in range(0, n, LANES):
-        _wht16(src, s_lo + i, signs, g_lo + i, dst, lo + i)
-    h = LANES
+    h = 8 * LANES if n >= 8 * LANES else LANES  # the index bits done in registers
+    for i in range(0, n, h):
+        if h == LANES:
+            _wht16(src, s_lo + i, signs, g_lo + i, dst, lo + i)
+        else:
+            _wht128(src, s_lo + i, signs, g_lo + i, dst, lo + i)
     while h < n:
         left = 0  # index bits still to transform
         while (h << left) < n:
