@@ -4,8 +4,8 @@ A row is rotated in a buffer that stays in L1 cache. The fast Walsh–Hadamard
 transform of a window of n = 2^p coordinates (Sylvester order, H[i, j] =
 (−1)^popcount(i & j)) runs on 16-float vectors: a 16-point transform inside each
 vector (4 butterfly stages of lane shuffles, the random signs multiplied on the
-way in), then radix-8/4/2 butterflies between whole vectors for the higher bits
-of the index. numba leaves plain loops of these strided butterflies scalar, so the
+way in), radix-8 butterflies across 8 such vectors while they are in registers,
+then radix-8/4/2 passes between whole vectors for the higher bits of the index. numba leaves plain loops of these strided butterflies scalar, so the
 vector steps are written as LLVM IR (`numba.extending.intrinsic`): generic vector
 IR, no CPU-specific intrinsics, lowered by LLVM for the CPU that runs it (one
 AVX-512 register a vector, two AVX2 ones). `turbo_kernels` builds on these.
