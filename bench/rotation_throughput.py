@@ -1,13 +1,13 @@
 """Randomized Hadamard rotation vs a dense d × d rotation (`X @ R`), as a ratio.
 
 On a 200,000 × 1024 float32 array (819 MB), times `hadamard` as embedbench applies
-it (signs, then a fast Walsh–Hadamard transform in radix ≤ 64 stages done as small
-batched matmuls, row blocks on threads), the same on one thread, and a plain
+it (signs, then a fast Walsh–Hadamard transform, a row at a time in numba kernels
+on 16-float vectors, row chunks on threads), the same on one thread, and a plain
 radix-2 butterfly version (log2 d add/subtract passes over row blocks, the
-textbook numpy FWHT, kept as the reference it replaced) against the dense
-rotation with a Haar matrix on OpenBLAS. Each is timed `--repeats` times,
-interleaved so machine noise hits all alike; medians are reported, with the
-ratio to the dense rotation. Target: hadamard ≥ 3× faster than `X @ R`.
+textbook numpy FWHT) against the dense rotation with a Haar matrix on OpenBLAS.
+Each is timed `--repeats` times, interleaved so machine noise hits all alike;
+medians are reported, with the ratio to the dense rotation. Target: hadamard ≥ 3×
+faster than `X @ R`.
 Usage: python bench/rotation_throughput.py [--rows N] [--dim D] [--repeats R]
 """
 
@@ -83,7 +83,7 @@ def main() -> None:
     dense = med["dense X @ R (OpenBLAS)"]
     print(
         f"array {args.rows} × {args.dim} float32 ({gb:.2f} GB), median of {args.repeats} "
-        f"(interleaved); hadamard radices {had._wht.radices}, offsets {had.offsets}"
+        f"(interleaved); hadamard windows of {had.n} at offsets {had.offsets}"
     )
     print(f"{'step':<34}{'seconds':>9}{'GB/s':>8}{'× dense speed':>15}")
     for name, secs in med.items():

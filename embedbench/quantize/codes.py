@@ -9,8 +9,10 @@ medians) in `fit`, on calibration vectors only. Encoding works in row blocks of
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -80,6 +82,29 @@ class Code(ABC):
 def row_blocks(n: int, size: int = BLOCK):
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
+
+
+def parallel_rows(fn, arrays: tuple[np.ndarray, ...], threads: int, min_rows: int) -> None:
+    """fn(*chunks) for contiguous row chunks of `arrays`, on up to `threads` threads.
+
+    A thread gets at least min_rows rows. The rows are cut into about 4 chunks a
+    thread, handed out as threads free up, so a thread slowed by other work on the
+    machine takes fewer. fn must compute each row alone (numpy and the numba kernels
+    release the GIL): the result does not depend on the split.
+    """
+    n = len(arrays[0])
+    workers = min(threads, -(-n // max(1, min_rows)))
+    if workers <= 1:
+        fn(*arrays)
+        return
+    chunks = min(4 * workers, -(-n // max(1, min_rows // 4)))
+    bounds = [n * i // chunks for i in range(chunks + 1)]
+    with ThreadPoolExecutor(workers) as pool:
+        jobs = [
+            pool.submit(fn, *(a[lo:hi] for a in arrays)) for lo, hi in itertools.pairwise(bounds)
+        ]
+        for job in jobs:
+            job.result()
 
 
 class Float32(Code):

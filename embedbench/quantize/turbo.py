@@ -31,18 +31,21 @@ S (prod) is drawn from `seed` too, from another stream. The QJL step is done in
 the rotated coordinates (S applied to Πr, and Π^T once at the end): S Π^T is
 again a matrix of i.i.d. N(0, 1), so this is the paper's estimator with another
 Gaussian matrix, and saves one rotation.
+
+Speed: TurboQuant_mse encoding and every decode run in numba kernels
+(`turbo_kernels`), a row at a time: rotated, normalised, quantized and packed in
+L1 cache, so the input is read once. The prod encode keeps the numpy path below
+(`_Group.encode`): its cost is the dense QJL product S r.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from embedbench.quantize.codes import BLOCK, Code, row_blocks
+from embedbench.quantize.codes import BLOCK, Code, parallel_rows, row_blocks
 from embedbench.quantize.hadamard import RandomizedHadamard
 from embedbench.quantize.lloyd_max import Codebook, coordinate_density, lloyd_max
 
@@ -140,28 +143,6 @@ class _Group:
         return np.take(self.table, code, out=out)
 
 
-# --- the rotation's inverse ---------------------------------------------------------------
-
-
-def _rotate_back(rot: RandomizedHadamard, Z: np.ndarray, out: np.ndarray) -> None:
-    """out = Z Π^T (each window: H, then its signs; windows in reverse). Z is overwritten.
-
-    Z and out are C-contiguous float32 arrays of the same shape; no row blocking here
-    (callers pass cache-sized blocks).
-    """
-    n = rot.n
-    if len(rot.offsets) == 1:
-        res = rot._wht(Z, out)
-        np.multiply(res, rot.signs[0], out=out)
-        return
-    out[:] = Z
-    s1 = np.empty((len(Z), n), dtype=np.float32)
-    s0 = np.empty_like(s1)
-    for lo, signs in list(zip(rot.offsets, rot.signs, strict=True))[::-1]:
-        s0[:] = out[:, lo : lo + n]
-        np.multiply(rot._wht(s0, s1), signs, out=out[:, lo : lo + n])
-
-
 # --- the code -----------------------------------------------------------------------------
 
 
@@ -190,8 +171,8 @@ class TurboQuant(Code):
     Nothing is fitted on data (`learns` False): `fit` records d and draws the
     rotation (and S) from `seed` (`random` True; the same seed gives byte-identical
     codes). encode/decode on another d than the fitted one raise; before any fit
-    they set themselves up for the d they see. Encoding works on cache-sized row
-    blocks, row chunks on up to THREADS threads (the bytes do not depend on either).
+    they set themselves up for the d they see. Row chunks run on up to THREADS
+    threads (the bytes do not depend on the split).
 
     Layout of a code: one MSB-first bit stream of fixed-width fields, the rotated
     coordinates in order (the b + 1 bit group first for a fractional width; for
@@ -201,7 +182,7 @@ class TurboQuant(Code):
 
     learns, random = False, True
     THREADS = min(4, os.cpu_count() or 1)  # row chunks encoded in parallel, as `hadamard`
-    BLOCK_FLOATS = 1 << 16  # floats per row block: the temporaries (~3.3 floats a value) fit L2
+    BLOCK_FLOATS = 1 << 16  # floats per row block (prod encode); a thread gets ≥ 4 blocks
 
     def __init__(self, bits: float, prod: bool = False, seed: int = DEFAULT_SEED):
         allowed = PROD_BITS if prod else MSE_BITS
@@ -260,6 +241,7 @@ class TurboQuant(Code):
             rng = np.random.default_rng((self.seed, _S_STREAM))
             self.S = rng.standard_normal((d, d), dtype=np.float32)
         self.rotation, self.d = rot, d
+        self._tables = _kernel_tables(self.groups)
 
     # --- sizes ---
 
@@ -286,12 +268,16 @@ class TurboQuant(Code):
     # --- encode ---
 
     def encode(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float32)
+        X = np.ascontiguousarray(X, dtype=np.float32)
         n, d = X.shape
         self._setup(d)
         out = np.empty((n, self.bytes_per_vector(d)), dtype=np.uint8)
         if not self.prod:
-            self._parallel(self._encode_rows, X, out, None)
+            from embedbench.quantize.turbo_kernels import encode_rows  # numba: imported on use
+
+            signs, offsets = self.rotation._kernel_args
+            groups, cuts, _ = self._tables
+            self._parallel(lambda x, o: encode_rows(x, signs, offsets, groups, cuts, o), X, out)
             return out
         # prod: MSE planes and residuals by row blocks, then S for BLOCK rows at a time
         # (one large BLAS product, not one per small block)
@@ -300,68 +286,43 @@ class TurboQuant(Code):
         R = np.empty((min(n, BLOCK), d), dtype=np.float32)
         for b in row_blocks(n):
             m = b.stop - b.start
-            self._parallel(self._encode_rows, X[b], planes[:m], R[:m])
+            self._parallel(self._prod_rows, X[b], planes[:m], R[:m])
             gamma = np.sqrt(np.vecdot(R[:m], R[:m]))
             np.greater(R[:m] @ self.S.T, 0, out=planes[:m, mse_bits:])
             out[b, :-GAMMA_BYTES] = np.packbits(planes[:m], axis=1)
             out[b, -GAMMA_BYTES:] = gamma.astype("<f2").view(np.uint8).reshape(m, GAMMA_BYTES)
         return out
 
-    def _parallel(self, fn, src: np.ndarray, out: np.ndarray, extra: np.ndarray | None) -> None:
-        """fn(src, out, extra, step) on contiguous row chunks, on up to THREADS threads."""
-        n = len(out)
-        step = max(1, self.BLOCK_FLOATS // self.d)
-        workers = min(self.THREADS, -(-n // (4 * step)))
-        if workers <= 1:
-            fn(src, out, extra, step)
-            return
-        bounds = [n * i // workers for i in range(workers + 1)]
-        with ThreadPoolExecutor(workers) as pool:  # numpy releases the GIL
-            chunks = [slice(lo, hi) for lo, hi in itertools.pairwise(bounds)]
-            jobs = [
-                pool.submit(fn, src[c], out[c], None if extra is None else extra[c], step)
-                for c in chunks
-            ]
-            for job in jobs:
-                job.result()
+    def _parallel(self, fn, *arrays: np.ndarray) -> None:
+        """fn(*arrays) on row chunks, up to THREADS threads of at least 4 row blocks."""
+        parallel_rows(fn, arrays, self.THREADS, 4 * self._block_rows())
 
-    def _encode_rows(
-        self, X: np.ndarray, out: np.ndarray, residual: np.ndarray | None, step: int
-    ) -> None:
-        """Rotate, normalise and quantize rows of X by blocks of `step` rows.
+    def _block_rows(self) -> int:
+        return max(1, self.BLOCK_FLOATS // self.d)
 
-        MSE: the packed codes go to `out`. Prod: `out` receives the bool planes (the
-        QJL plane is left to the caller) and `residual` the residual directions
-        u − x̃_mse(u) in rotated coordinates.
+    def _prod_rows(self, X: np.ndarray, planes: np.ndarray, residual: np.ndarray) -> None:
+        """Rotate, normalise and quantize rows of X (prod) by blocks of BLOCK_FLOATS.
+
+        The MSE bit planes go to `planes` (bool; the QJL plane is left to the caller),
+        the residual directions u − x̃_mse(u), in rotated coordinates, to `residual`.
         """
         rows, d = X.shape
+        step = self._block_rows()
         m0 = min(rows, step)
         Z = np.empty((m0, d), dtype=np.float32)
         U = np.empty((m0, d), dtype=np.float32)
         tmp = np.empty((m0, d), dtype=bool)
-        planes = None if self.prod else np.empty((m0, self.code_bits), dtype=bool)
-        sign_only = not self.prod and self.mse_bits == 1  # no norm needed
         for b in row_blocks(rows, step):
             m = b.stop - b.start
-            Zb, Ub = Z[:m], U[:m]
-            P = out[b] if self.prod else planes[:m]
+            Zb, Ub, P, Rb = Z[:m], U[:m], planes[b], residual[b]
             self.rotation.apply(X[b], out=Zb)
-            if sign_only:
-                np.greater(Zb, 0, out=P)
-                out[b] = np.packbits(P, axis=1)
-                continue
             norm = np.sqrt(np.vecdot(Zb, Zb))
             inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
             np.multiply(Zb, inv[:, None], out=Ub)  # the direction: a zero row stays zero
+            np.copyto(Rb, Ub)
             for g in self.groups:
-                c = g.cols
                 g_planes = P[:, g.offset : g.offset + g.bits].reshape(m, g.k, g.n)
-                g.encode(Ub[:, c], g_planes, tmp[:m, c])
-            if not self.prod:
-                out[b] = np.packbits(P, axis=1)
-                continue
-            Rb = residual[b]
-            np.multiply(Zb, inv[:, None], out=Rb)
+                g.encode(Ub[:, g.cols], g_planes, tmp[:m, g.cols])
             bits = P.view(np.uint8)
             for g in self.groups:
                 Rb[:, g.cols] -= g.decode(bits)
@@ -369,42 +330,42 @@ class TurboQuant(Code):
     # --- decode ---
 
     def decode(self, codes: np.ndarray, d: int) -> np.ndarray:
+        from embedbench.quantize.turbo_kernels import decode_rows  # numba: imported on use
+
         self._setup(d)
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         n = len(codes)
         out = np.empty((n, d), dtype=np.float32)
+        signs, offsets = self.rotation._kernel_args
+        groups, _, levels = self._tables
+
+        def levels_rotated_back(codes, out, qjl):  # plus the QJL term for prod
+            decode_rows(codes, signs, offsets, groups, levels, qjl, out)
+
         if not self.prod:
-            self._parallel(self._decode_rows, codes, out, None)
+            self._parallel(levels_rotated_back, codes, out, np.empty((n, 0), dtype=np.float32))
             return out
         # prod: the QJL term √(π/2)/d · γ · S^T sign, for BLOCK rows at a time (one BLAS
-        # product), added to the MSE part before the rotation back
+        # product), added to the levels before the rotation back
         mse_bits = self.code_bits - d
         for b in row_blocks(n):
             bits = np.unpackbits(codes[b, :-GAMMA_BYTES], axis=1, count=self.code_bits)
-            signs = bits[:, mse_bits:].astype(np.float32) * 2 - 1
+            signs_ = bits[:, mse_bits:].astype(np.float32) * 2 - 1
             gamma = codes[b, -GAMMA_BYTES:].copy().view("<f2")[:, 0].astype(np.float32)
-            qjl = signs @ self.S
+            qjl = signs_ @ self.S
             qjl *= (math.sqrt(math.pi / 2) / d * gamma)[:, None]
-            self._parallel(self._decode_rows, codes[b], out[b], qjl)
+            self._parallel(levels_rotated_back, codes[b], out[b], qjl)
         return out
 
-    def _decode_rows(
-        self, codes: np.ndarray, out: np.ndarray, qjl: np.ndarray | None, step: int
-    ) -> None:
-        """Centroids (plus the QJL term for prod) rotated back, by blocks of `step` rows."""
-        rows, d = out.shape
-        Z = np.empty((min(rows, step), d), dtype=np.float32)
-        for b in row_blocks(rows, step):
-            Zb = Z[: b.stop - b.start]
-            bits = np.unpackbits(codes[b], axis=1, count=self.code_bits)
-            for g in self.groups:
-                if len(self.groups) == 1:
-                    g.decode(bits, out=Zb)
-                else:
-                    Zb[:, g.cols] = g.decode(bits)
-            if qjl is not None:
-                if self.groups:
-                    Zb += qjl[b]
-                else:
-                    Zb[:] = qjl[b]
-            _rotate_back(self.rotation, Zb, out[b])
+
+def _kernel_tables(groups: list[_Group]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The groups as the kernels take them: (first coordinate, coordinates, k, first bit)
+    rows (int64), each group's positive boundaries and its positive level of each Gray
+    code (float32 rows, padded)."""
+    table = np.array([[g.cols.start, g.n, g.k, g.offset] for g in groups], dtype=np.int64)
+    cuts = np.full((len(groups), max([len(g.cuts) for g in groups] + [1])), np.inf, np.float32)
+    levels = np.zeros((len(groups), max([len(g.table) // 2 for g in groups] + [1])), np.float32)
+    for i, g in enumerate(groups):
+        cuts[i, : len(g.cuts)] = g.cuts
+        levels[i, : len(g.table) // 2] = g.table[len(g.table) // 2 :]
+    return table.reshape(-1, 4), cuts, levels
