@@ -82,6 +82,14 @@ def frontier(
     second-largest up), each against the best truncation row of its budget."""
     table = load_table(run)
     best, every = [], []
+    done: dict[tuple[int, int, int], Versus] = {}  # the best row is in both lists: one bootstrap
+
+    def versus(b: int, row: Row, trunc: Row | None) -> Versus:
+        key = (b, id(row), id(trunc))
+        if key not in done:
+            done[key] = _versus(table, b, row, trunc, n_boot, seed)
+        return done[key]
+
     top = sorted(budgets)
     for rows in _candidates(table).values():
         for i, b in enumerate(top):
@@ -92,10 +100,10 @@ def frontier(
             band = sorted((r for r in fits if _size(r) < upper - EPS), key=lambda r: -r.retention)
             # the truncation row of this budget: one that fits it and not the next
             trunc = _best([r for r in band if TRUNCATION.match(r.values["technique"])])
-            best.append(_versus(table, b, _best(fits), trunc, n_boot, seed))
+            best.append(versus(b, _best(fits), trunc))
             if len(top) >= 2 and b < top[-2]:
                 continue
-            every += [_versus(table, b, r, trunc, n_boot, seed) for r in band]
+            every += [versus(b, r, trunc) for r in band]
     return best, every
 
 
