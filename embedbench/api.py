@@ -129,6 +129,14 @@ def technique_details(dim: int = LIST_DIM) -> tuple[list[TechniqueInfo], list[Tr
     return technique_info(dim), transform_info()
 
 
+def engine_presets() -> list[Any]:
+    """Every engine preset (`embedbench.engines.EnginePreset`): engine, version, source,
+    what it does not reproduce."""
+    from embedbench.engines import presets
+
+    return sorted(presets().values(), key=lambda p: p.name)
+
+
 def cache_stats(cache: str | Path | None = None) -> tuple[Path, list[NamespaceStats], int]:
     path = cache_path_for(cache)
     with EmbeddingCache(path) as store:

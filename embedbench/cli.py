@@ -208,6 +208,13 @@ def _echo_techniques() -> None:
             f"  {t.name:<{width}}  {_yes(t.learns):<6}  {_yes(t.random):<6}  "
             f"{_yes(t.keeps_cosines):<13}  {t.description}"
         )
+    click.echo(
+        "  Engine presets (a database's setting: what it stores, scored as it scores; "
+        "add /rescore<k> for its oversample-and-rescore option):"
+    )
+    for p in api.engine_presets():
+        click.echo(f"  {p.name:<{width}}  {p.engine} {p.version}; source: {p.source}")
+        click.echo(f"  {'':<{width}}  not reproduced: {p.not_reproduced}")
 
 
 @cli.group()
@@ -319,6 +326,51 @@ def report(run_dir: str, x_axis: str) -> None:
         sys.exit(e.exit_code)
     for p in paths:
         click.echo(f"wrote {p}")
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path())
+def engines(run_dir: str) -> None:
+    """The engine presets of run RUN, a table per engine with its verdict (markdown)."""
+    from embedbench.engine_table import engine_table
+
+    try:
+        click.echo(engine_table(run_dir), nl=False)
+    except EmbedbenchError as e:
+        click.echo(_line(e, "error: "), err=True)
+        sys.exit(e.exit_code)
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path())
+@click.option(
+    "--budgets",
+    default="8,16,32,64,128",
+    show_default=True,
+    help="size budgets (size × ≥), comma-separated; every row is listed for the two largest",
+)
+@click.option("--bootstrap", "n_boot", type=int, default=2000, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True, help="bootstrap seed")
+def frontier(run_dir: str, budgets: str, n_boot: int, seed: int) -> None:
+    """Per size budget, the best technique of run RUN against the best truncation row,
+    with the paired 95% interval of their difference (markdown)."""
+    from embedbench import frontier as fr
+
+    try:
+        sizes = tuple(int(b) for b in budgets.split(","))
+        if not sizes or min(sizes) < 1:
+            raise ValueError
+    except ValueError:
+        click.echo(
+            f"error: --budgets takes integers ≥ 1 separated by commas, got {budgets!r}", err=True
+        )
+        sys.exit(2)
+    try:
+        best, every = fr.frontier(run_dir, sizes, n_boot, seed)
+    except EmbedbenchError as e:
+        click.echo(_line(e, "error: "), err=True)
+        sys.exit(e.exit_code)
+    click.echo(fr.markdown(best, every))
 
 
 @cli.command()

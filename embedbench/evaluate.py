@@ -123,16 +123,26 @@ def _rescore_technique(job: EvalJob) -> Any:
     return None
 
 
-def secondary_bytes(job: EvalJob, d_in: int) -> int:
-    """Bytes per document a rescored search keeps beside the codes (0 without rescoring)."""
+def rescored(technique: str) -> bool:
+    """The technique's search re-ranks a candidate window (`/rescore<k>`)."""
     from embedbench.retrieval import parse_search
 
-    _, opts = parse_search(job.technique)
+    return parse_search(technique)[1].rescore is not None
+
+
+def secondary_bytes(job: EvalJob, d_in: int) -> int:
+    """Bytes per document kept beside the codes: the copy a rescored search re-ranks
+    with, and an engine preset's original floats (which a float re-ranking reads, so
+    it costs no second copy); 0 for a plain code without rescoring."""
+    from embedbench.retrieval import parse_search
+
+    base, opts = parse_search(job.technique)
+    originals = build_technique(base).code.originals_bytes(d_in)
     if opts.rescore is None:
-        return 0
-    return (
-        4 * d_in if opts.rescore_with == "float" else build_technique("int8").bytes_per_vector(d_in)
-    )
+        return originals
+    if opts.rescore_with == "float":
+        return max(originals, 4 * d_in)
+    return originals + build_technique("int8").bytes_per_vector(d_in)
 
 
 def drop_deep_metrics(task_result: dict[str, Any], depth: int) -> dict[str, Any]:
@@ -226,7 +236,7 @@ def _run_job(job: EvalJob, get: Get | None, lt: LoadedTask | None) -> EvalRecord
     preds = {unit_key(u): lt.kind.read(raw[u[0]][u[1]], lt, u) for u in lt.units}
     d_in = job.calibration.shape[1]
     secondary = secondary_bytes(job, d_in)
-    if secondary:
+    if rescored(job.technique):
         drop_deep_metrics(task_result, _depth(lt))
     if not math.isfinite(score):  # never a number in a table (the driver stops the run)
         raise EmbedbenchError(f"{lt.name} × {job.technique}: mteb scored {score}")

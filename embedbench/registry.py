@@ -98,10 +98,11 @@ def _build_base(name: str, seed: int = 0) -> Technique:
 def technique_catalog() -> list[str]:
     """Preset names, bare codes, examples of the code families (TurboQuant, faiss codecs)
     and provider-native outputs; `transform+...+code` composes."""
+    from embedbench.engines import presets
     from embedbench.native import KINDS, PREFIX
 
     names = set(PRESETS) | set(CODES) | set(FAMILY_EXAMPLES) | {PREFIX + k for k in KINDS}
-    return sorted(names)
+    return sorted(names | set(presets()))
 
 
 LIST_DIM = 384  # sizes in `embedbench list techniques` are for vectors of this dimension

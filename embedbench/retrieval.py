@@ -53,6 +53,9 @@ def _exact_scores(q: np.ndarray, D: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return exact.astype(np.float32).astype(np.float64)
 
 
+ENGINE_BLOCK_BYTES = 1 << 27  # query × document scores held at once by `_engine_ranking`
+
+
 class _Ranker:
     """faiss search that never cuts a tie group at position k."""
 
@@ -105,10 +108,12 @@ class CodeSearch:
       normalised, against the decoded documents (for sign codes the ±1 vectors / √d;
       a code that is an inner-product estimator, `code.ip_estimator`: PQ/RQ/SQ's
       look-up-table score, TurboQuant-prod's estimator, scores <q, decoded document>
-      with the documents not re-normalised, as the engines do; RaBitQ is not one:
-      faiss's RaBitQ search adds a per-document term, see `quantize.faiss_codec`),
-      with `IndexFlatIP` over the decoded documents in both cases: numpy would be the
-      same arithmetic, faiss keeps one search path and is fast.
+      with the documents not re-normalised, as the engines do), with `IndexFlatIP`
+      over the decoded documents in both cases: numpy would be the same arithmetic,
+      faiss keeps one search path and is fast. A code whose engine scores codes with
+      an estimator decoding does not give (`code.engine_search`: faiss's RaBitQ, with
+      its per-document term, extra bits and 4-bit query) is scored by the engine
+      itself (`code.search_scores`) over all stored codes, blocks of queries at a time.
     - rescoring (`rescore_multiplier=m`): the first top_k·m documents of the code
       ranking are re-ranked by the cosine of the normalised float query with the float
       document vectors (`rescore_with="float"`) or with `rescore_technique`'s decoded
@@ -157,7 +162,7 @@ class CodeSearch:
         self.normalize = normalize
         self.top_k = top_k
         self._meta = meta
-        self._index: Any = None
+        self._built = False
 
     # -- mteb SearchProtocol ------------------------------------------------------
 
@@ -232,8 +237,17 @@ class CodeSearch:
         self.id_rank = np.empty(n, dtype=np.int64)
         self.id_rank[order] = np.arange(n)
         codes = self.technique.encode(X)
-        self.hamming = not self.asymmetric and is_sign_code_of(self.technique, codes, d)
-        if self.hamming:
+        code = self.technique.code
+        engine = code.engine_search and (self.asymmetric or code.engine is not None)
+        # an engine preset's codes are scored by the engine even when they are sign bits
+        self.hamming = (
+            not engine and not self.asymmetric and is_sign_code_of(self.technique, codes, d)
+        )
+        self.engine_codes = None
+        if engine:
+            self.engine_codes, self.docs = codes, None
+            index = None
+        elif self.hamming:
             index = faiss.IndexBinaryFlat(8 * codes.shape[1])
             index.add(np.ascontiguousarray(codes))
             self.docs = None
@@ -246,8 +260,8 @@ class CodeSearch:
             self.docs = np.ascontiguousarray(l2_normalize(docs) if normalize else docs)
             index = faiss.IndexFlatIP(self.d_out)
             index.add(self.docs)
-        self._ranker = _Ranker(index, n)
-        self._index = index
+        self._ranker = _Ranker(index, n) if index is not None else None
+        self._built = True
         self.rescore_docs = None
         if self.rescore_multiplier is not None:
             R = X if self.rescore_technique is None else self.rescore_technique.roundtrip(X)
@@ -258,7 +272,8 @@ class CodeSearch:
         """What the index is searched with: codes (Hamming) or float vectors."""
         if self.hamming:
             return np.ascontiguousarray(self.technique.encode(Q))
-        if self.asymmetric:
+        if self.asymmetric or self.engine_codes is not None:
+            # an engine preset scores the float query itself (quantizing it its own way)
             Z = self.technique.transform(Q)
         else:
             Z = self.technique.roundtrip(Q)
@@ -268,6 +283,8 @@ class CodeSearch:
     def _code_ranking(self, Q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query (rows, scores), the first k documents by code score, then id desc."""
         V = self._query_vectors(Q)
+        if self.engine_codes is not None:
+            return self._engine_ranking(V, k)
         d = float(self.d_out)
         ranked = []
         for i, (rows, dist) in enumerate(self._ranker.candidates(V, k)):
@@ -279,6 +296,25 @@ class CodeSearch:
             ranked.append(self._first_k(rows, scores, k))
         return ranked
 
+    def _engine_ranking(self, V: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query (rows, scores) by the code's own estimator over every stored code;
+        every document tied with the k-th is kept for `_first_k`."""
+        n = len(self.engine_codes)
+        k = min(k, n)
+        block = max(1, ENGINE_BLOCK_BYTES // (4 * max(n, 1)))
+        ranked = []
+        for start in range(0, len(V), block):
+            S = self.technique.code.search_scores(V[start : start + block], self.engine_codes)
+            S = S.astype(np.float64)
+            for s in S:
+                if k == 0:
+                    ranked.append((np.empty(0, np.int64), np.empty(0)))
+                    continue
+                kth = np.partition(s, n - k)[n - k]
+                rows = np.flatnonzero(s >= kth)
+                ranked.append(self._first_k(rows, s[rows], k))
+        return ranked
+
     def _first_k(self, rows: np.ndarray, scores: np.ndarray, k: int):
         order = np.lexsort((self.id_rank[rows], -scores))[:k]
         return rows[order], scores[order]
@@ -287,7 +323,7 @@ class CodeSearch:
         self, Q: np.ndarray, query_ids: list[str], top_k: int
     ) -> dict[str, dict[str, float]]:
         """mteb's RetrievalOutputType {qid: {docid: score}} for float query vectors Q."""
-        if self._index is None:
+        if not self._built:
             raise ValueError("CodeSearch.search before index")
         Q = np.ascontiguousarray(Q, dtype=np.float32)
         if len(Q) != len(query_ids):

@@ -71,3 +71,30 @@ def test_asymmetric_search_scores_the_estimator_without_renormalising(name):
         assert set(scores) == {ids[j] for j in top}
         for doc, s in scores.items():
             assert s == pytest.approx(want[ids.index(doc)], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["faiss:RaBitQ", "faiss:RaBitQ4"])
+def test_asymmetric_rabitq_is_scored_by_faiss_own_search(name):
+    """faiss:RaBitQ/asym ranks by faiss's IndexRaBitQ search itself (its per-document
+    term, the extra bits of RaBitQ4, the 4-bit query), rebuilt here from the index's
+    own add and search, not by <q, decode(doc)>."""
+    import faiss
+
+    X, Q = _unit(1500, 64, 3), _unit(6, 64, 4)
+    tech = build_technique(name).fit(X[:1000])
+    assert tech.code.engine_search and not tech.code.ip_estimator
+    search = R.CodeSearch(lambda *_: None, tech, None, asymmetric=True)
+    ids = [f"d{i:04d}" for i in range(len(X))]
+    search.build(X, ids)
+    got = search.search_vectors(Q, [f"q{i}" for i in range(len(Q))], 10)
+    engine = faiss.index_factory(64, name.split(":")[1], faiss.METRIC_INNER_PRODUCT)
+    engine.train(X[:1000])
+    engine.add(X)
+    dist, rows = engine.search(Q, 10)
+    decoded = tech.decode(tech.encode(X), 64).astype(np.float64) @ Q.T.astype(np.float64)
+    differs = 0
+    for i, scores in enumerate(got.values()):
+        assert [ids[j] for j in rows[i]] == list(scores)
+        np.testing.assert_allclose(list(scores.values()), dist[i], rtol=1e-5, atol=1e-6)
+        differs += not np.allclose(dist[i], decoded[rows[i], i], atol=1e-4)
+    assert differs == len(Q)  # decoding would have given other scores

@@ -78,3 +78,30 @@ def test_more_bits_less_distortion_and_the_scale_comes_from_calibration():
     _, rec = _mse("binary", cal, ev)
     _, rec_other = _mse("binary", cal, ev[:10])
     assert rec.scale == rec_other.scale  # evaluated vectors never move the decoder
+
+
+def test_pca_reduction_puts_the_whole_mean_back():
+    """pca<k> + float: x̂ = (x − μ) V Vᵀ + μ, so the error is exactly the centred
+    vector's part outside the top k axes (the least-squares inverse of the affine map
+    would lose μ's part outside them too, here a 0.3 offset on every dimension)."""
+    X = _anisotropic(1500, 64, 4)
+    cal, ev = X[:1000], X[1000:]
+    mse, rec = _mse("pca16+float32", cal, ev)
+    t = rec.technique.transforms[0]
+    C = ev.astype(np.float64) - t.mean
+    R = t.R.astype(np.float64)
+    outside = C - C @ R @ R.T
+    expected = np.mean(np.einsum("ij,ij->i", outside, outside) / np.einsum("ij,ij->i", ev, ev))
+    assert rec.scale == pytest.approx(1.0, abs=1e-6)
+    assert mse == pytest.approx(expected, rel=1e-4)
+
+
+def test_an_inner_product_estimator_is_measured_unscaled():
+    """turbo2-prod's decode is unbiased for inner products and used unnormalised by
+    search: no fitted scale (a least-squares one would shrink its noise)."""
+    X = _sphere(3000, 128, 5)
+    mse, rec = _mse("turbo2-prod", X[:2000], X[2000:])
+    assert rec.scale == 1.0
+    Xh = rec(X[2000:])
+    direct = np.mean(np.sum((X[2000:] - Xh) ** 2, axis=1))
+    assert mse == pytest.approx(direct, rel=1e-9)

@@ -262,6 +262,17 @@ def test_same_seed_same_bytes_other_seed_other_bytes():
         assert not np.array_equal(a, TurboQuant(bits, prod=prod, seed=1).fit(X).encode(X))
 
 
+@pytest.mark.parametrize("d", [384, 1024])
+def test_its_rotation_is_not_a_hadamard_transform_of_the_same_seed(d):
+    """`hadamard+turbo<b>` composes two independent rotations: the code's signs come
+    from a stream of their own, not the ones a `hadamard` transform draws from the seed."""
+    X = _skewed(10, d, seed=15)
+    for seed in (0, 7):
+        code = TurboQuant(2, seed=seed).fit(X)
+        transform = RandomizedHadamard(seed).fit(X)
+        assert not np.array_equal(code.rotation.matrix(), transform.matrix())
+
+
 @pytest.mark.parametrize("d", [384, 768, 1024])
 def test_encode_decode_encode_is_stable(d):
     X = _skewed(300, d, seed=14)

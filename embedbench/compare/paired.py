@@ -129,3 +129,33 @@ def paired_drops(new: Table, baseline: Table, b: Row, n: Row, n_boot: int, seed:
     except ValueError as e:
         raise NotPaired("the predictions cannot be resampled", f"bootstrap: {e}") from None
     return Paired(r.values[0], s.values[0], r.resamples, max(r.mc_error, s.mc_error))
+
+
+def paired_difference(table: Table, a: Row, b: Row, n_boot: int, seed: int) -> stats.Bootstrap:
+    """95% interval of retention(a) − retention(b), two rows of one run on the same
+    task (points), over paired resamples of the items: both against the same float
+    predictions, so the interval is that of the difference, far narrower than the two
+    rows' own intervals suggest when the rows err on the same items."""
+    ka, ga, sa = _side(table, "RUN", a)
+    _, gb, sb = _side(table, "RUN", b)
+    if ga != gb or ka not in KINDS:
+        raise NotPaired("the rows score other items or their kind has no bootstrap")
+    one = len(ga) == 1
+    preds = [next(iter(p.values())) if one else p for p, _ in (sa[0], sa[1], sb[1])]
+    items = _resampler(ka, ga)
+    for p, r in zip(preds[1:], (a, b), strict=True):
+        again = items.point(p)
+        if not abs(again - r.score) <= SCORE_TOL + ROUNDED.get(ka, 0.0):
+            raise NotPaired(
+                "predictions do not reproduce the table's score",
+                f"predictions of {r.values['technique']} give {again:.6f}, table {r.score:.6f}",
+            )
+    return stats.paired_bootstrap(
+        items,
+        preds,
+        lambda s: 100.0 * s[:, 1] / s[:, 0] - 100.0 * s[:, 2] / s[:, 0],
+        n_boot=n_boot,
+        seed=seed,
+        mc_target=MC_TARGET,
+        max_resamples=MAX_BOOT_FACTOR * n_boot,
+    )

@@ -63,6 +63,21 @@ class Code(ABC):
     # asymmetric search scores documents by <q, decoded> without re-normalising them
     ip_estimator: bool = False
 
+    # an asymmetric search scores the stored codes with the engine's own estimator
+    # (`search_scores`), which decoding does not give (faiss's RaBitQ); an engine
+    # preset (`engine` set, `embedbench.engines`) is searched that way always
+    engine_search: bool = False
+    engine: str | None = None
+
+    def originals_bytes(self, d: int) -> int:
+        """Bytes a vector an engine keeps beside the code in any case (its original
+        floats); 0 for a plain code."""
+        return 0
+
+    def search_scores(self, Q: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """The engine's score of every code for every (transformed) float query."""
+        raise NotImplementedError(f"{self.name} has no search estimator of its own")
+
 
 def row_blocks(n: int, size: int = BLOCK):
     for start in range(0, n, size):

@@ -2,14 +2,17 @@
 Shannon's limit at the same rate.
 
 `Reconstruction` maps a fitted technique's decoded vectors back to the input space:
-each transform is undone by the least-squares inverse of its affine map (the
-transpose of a rotation or projection, the mean added back after centring, zeros for
-the dimensions truncation dropped), last transform first. A code that decodes to
+each transform is undone by its own inverse when it states one (`pca<k>` and `itq`:
+z · Rᵀ + μ) and otherwise by the least-squares inverse of its affine map (the
+transpose of a rotation, the mean added back after centring, zeros for the
+dimensions truncation dropped), last transform first. A code that decodes to
 levels rather than values (binary as ±1, ternary as {-1, 0, +1}) has no scale of its
 own, so every technique gets the one constant `scale` that minimises the relative
 squared error on its calibration vectors: a decoder's constant, fitted where
 everything else is fitted. For a codec whose decode is a conditional mean (Lloyd-Max,
-k-means: TurboQuant, PQ) that constant is ≈ 1.
+k-means: TurboQuant, PQ) that constant is ≈ 1. A code that is an unbiased
+inner-product estimator (TurboQuant_prod, faiss look-up-table codes) keeps scale 1:
+search uses its decoded vectors unscaled and unnormalised, so they are measured so.
 
 `mse` is the mean over vectors of ‖x − x̂‖² / ‖x‖², the squared error of the unit
 vector x/‖x‖ (a truncation keeps a direction, so its reconstruction is a unit vector
@@ -38,30 +41,40 @@ def shannon_bound(bits_per_dim: float) -> float:
     return float(2.0 ** (-2.0 * bits_per_dim))
 
 
-def _affine_inverse(t, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """(offset b, pseudo-inverse P) of a fitted transform on d dimensions, with
-    t.apply(X) ≈ X @ M + b and the least-squares inverse (Z − b) @ P, P = pinv(M)."""
+def _inverse(t, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P, c) with x ≈ t.apply(x) @ P + c for a fitted transform on d dimensions: the
+    transform's own inverse when it has one, else the least-squares inverse of its
+    affine map t.apply(X) = X @ M + b, P = pinv(M), c = −b @ P."""
+    own = t.inverse(d)
+    if own is not None:
+        return own
     b = np.asarray(t.apply(np.zeros((1, d), np.float32)), np.float64)[0]
     M = np.asarray(t.apply(np.eye(d, dtype=np.float32)), np.float64) - b
-    return b, np.linalg.pinv(M)
+    P = np.linalg.pinv(M)
+    return P, -b @ P
 
 
 class Reconstruction:
-    """A fitted technique's decoded vectors in the input space: x̂ = scale · L(y) + c,
-    y the decoded code, L + c the transforms' inverses (linear part and offset), scale
-    fitted on calibration."""
+    """A fitted technique's decoded vectors in the input space: x̂ = scale · y P + c,
+    y the decoded code, P and c the composed inverses of the transforms (last undone
+    first), scale fitted on calibration; 1 for a code whose decode is an unbiased
+    inner-product estimator (`ip_estimator`: its decoded vectors are used as they
+    are, so they are measured as they are)."""
 
     def __init__(self, technique: Technique, X_cal: np.ndarray):
         if not technique.fitted:
             raise ValueError(f"technique {technique.name} must be fitted first")
         self.technique = technique
         d = X_cal.shape[1]
-        inverses = []
+        P, c = np.eye(d), np.zeros(d)  # x = z @ P + c, z the current transform's input
         for t in technique.transforms:
-            inverses.append(_affine_inverse(t, d))
+            Pt, ct = _inverse(t, d)  # z = w @ Pt + ct, w the transform's output
+            P, c = Pt @ P, ct @ P + c
             d = t.out_dim(d)
-        self.inverses = inverses[::-1]  # last transform undone first
-        self.offset = self._linear(np.zeros((1, d)), offsets=True)[0]
+        self.P, self.offset = P, c
+        if getattr(technique.code, "ip_estimator", False):
+            self.scale = 1.0
+            return
         X = np.asarray(X_cal, np.float32)
         Y = self._linear(X)
         R = X - self.offset
@@ -70,12 +83,9 @@ class Reconstruction:
         den = float(np.dot(w, np.einsum("ij,ij->i", Y, Y)))
         self.scale = num / den if den > 0 else 1.0
 
-    def _linear(self, X: np.ndarray, offsets: bool = False) -> np.ndarray:
-        """L(decode(encode(X))), or with `offsets` the full inverse chain of X itself."""
-        Y = np.asarray(X if offsets else self.technique.roundtrip(X), np.float64)
-        for b, P in self.inverses:
-            Y = ((Y - b) if offsets else Y) @ P
-        return Y
+    def _linear(self, X: np.ndarray) -> np.ndarray:
+        """decode(encode(X)) mapped back by the transforms' linear parts."""
+        return np.asarray(self.technique.roundtrip(X), np.float64) @ self.P
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         return self.scale * self._linear(X) + self.offset

@@ -67,7 +67,11 @@ offset <c, r - r̂> that decoding loses; by default (`qb = 4`) it also quantizes
 query to 4 bits. With more bits (`RaBitQ4`) `sa_decode` ignores the extra bits (the
 decoded vectors are those of `RaBitQ`), while the search uses them: on
 embedding-like data its mean |error| on <q, x> is 0.0034 against decoding's 0.027.
-`decode_drops_bits` flags that case. `faiss_search_scores` gives the index's own
+`decode_drops_bits` flags that case. So an asymmetric search over RaBitQ
+(`faiss:RaBitQ/asym`, `faiss:RaBitQ4/asym`; `engine_search`) scores the stored codes
+with the index's own search (`search_scores`: every extra bit, the per-document
+term and the 4-bit query, as faiss ships it); symmetric rows compare decoded
+vectors, so they see the 1-bit part only. `faiss_search_scores` gives the index's own
 scores for any accepted codec but fast-scan RaBitQ (`RaBitQfs`: it cannot take stored
 codes; `RaBitQ` has the same codes and can).
 
@@ -197,6 +201,14 @@ class FaissCode(Code):
     @property
     def ip_estimator(self) -> bool:
         return _ip_estimator(self._structure())
+
+    @property
+    def engine_search(self) -> bool:
+        """RaBitQ: an asymmetric search uses faiss's own estimator (`search_scores`)."""
+        return isinstance(_parts(self._structure())[1], _faiss().IndexRaBitQ)
+
+    def search_scores(self, Q: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return faiss_search_scores(self, Q, codes)
 
     @property
     def decode_drops_bits(self) -> bool:

@@ -38,6 +38,7 @@ CODE_FAMILIES = {
     "faiss:<index_factory>": "any faiss standalone codec, e.g. faiss:PQ24, faiss:OPQ24,PQ24",
     "turbo<b>": "TurboQuant (MSE), b in 1, 1.5, 2, 2.5, 3, 3.5, 4",
     "turbo<b>-prod": "TurboQuant (inner product: b-1 bits MSE + 1-bit QJL), b in 1..4",
+    "<engine>:<setting>": "a vector database's setting, e.g. qdrant:binary (list techniques)",
 }
 
 # Keys are what a spec is written with; `trunc<k>` stands for trunc1, trunc2, ...
@@ -115,8 +116,13 @@ FAMILY_EXAMPLES = (
 
 
 def is_code_name(part: str) -> bool:
-    """A CODES key or a member of a code family (the factory string is checked later)."""
-    if part in CODES or (part.startswith(FAISS_PREFIX) and len(part) > len(FAISS_PREFIX)):
+    """A CODES key, an engine preset, or a member of a code family (a faiss factory
+    string is checked later)."""
+    from embedbench.engines import is_preset
+
+    if part in CODES or is_preset(part):
+        return True
+    if part.startswith(FAISS_PREFIX) and len(part) > len(FAISS_PREFIX):
         return True
     m = _TURBO.fullmatch(part)
     return bool(m) and (not m["prod"] or m["b"] in _TURBO_PROD_BITS)
@@ -131,6 +137,10 @@ def build_code(part: str, seed: int = 0) -> Code:
         return CODES[part]()
     if not is_code_name(part):
         raise KeyError(part)
+    from embedbench.engines import is_preset, preset
+
+    if is_preset(part):
+        return preset(part, DEFAULT_SEED + seed)
     if part.startswith(FAISS_PREFIX):
         from embedbench.quantize.faiss_codec import FaissCode
 

@@ -180,6 +180,12 @@ class _CentredProjection(Transform):
     def params_bytes(self) -> int:
         return self.R.nbytes + self.mean.nbytes
 
+    def inverse(self, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """z · Rᵀ + μ: the whole mean comes back, also outside the kept directions
+        (the least-squares inverse of the affine map only restores μ · R Rᵀ)."""
+        self._require("R")
+        return self.R.T.astype(np.float64), self.mean.astype(np.float64)
+
 
 class ITQ(_CentredProjection):
     """Iterative Quantization (Gong & Lazebnik 2011): a rotation learned for sign bits.

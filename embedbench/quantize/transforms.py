@@ -56,6 +56,11 @@ class Transform(ABC):
     def params_bytes(self) -> int:
         return 0
 
+    def inverse(self, d: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(P, c) with x ≈ apply(x) @ P + c, when the transform knows its inverse
+        better than the least-squares one `quantize.distortion` derives; else None."""
+        return None
+
 
 def _matrix_out_dim(t: Transform, d: int) -> int:
     """Columns of a fitted d × r matrix `t.R`; d before fit (r is known only then)."""

@@ -25,10 +25,12 @@ fitted on data, the codebooks depend only on d and the bit width.
 
 The rotation Π is the project's randomized Hadamard (`RandomizedHadamard`,
 orthogonal for every d: one window for a power of two, three overlapping ones
-otherwise), drawn from `seed`; S (prod) is drawn from `seed` too, from a stream
-of its own. The QJL step is done in the rotated coordinates (S applied to Πr, and
-Π^T once at the end): S Π^T is again a matrix of i.i.d. N(0, 1), so this is the
-paper's estimator with another Gaussian matrix, and saves one rotation.
+otherwise), its signs drawn from `seed` on a stream of its own (so a `hadamard`
+transform before the code, drawn from the same seed, is an independent rotation);
+S (prod) is drawn from `seed` too, from another stream. The QJL step is done in
+the rotated coordinates (S applied to Πr, and Π^T once at the end): S Π^T is
+again a matrix of i.i.d. N(0, 1), so this is the paper's estimator with another
+Gaussian matrix, and saves one rotation.
 
 Speed: TurboQuant_mse encoding and every decode run in numba kernels
 (`turbo_kernels`), a row at a time: rotated, normalised, quantized and packed in
@@ -53,6 +55,7 @@ from embedbench.quantize.transforms import DEFAULT_SEED
 MSE_BITS = (1, 1.5, 2, 2.5, 3, 3.5, 4)  # widths of `turbo<b>`
 PROD_BITS = (1, 2, 3, 4)  # total widths of `turbo<b>-prod` (b − 1 MSE bits + 1 QJL bit)
 GAMMA_BYTES = 2  # the prod variant's residual norm γ, float16, after the packed bits
+_PI_STREAM = 0x50  # Π's signs from default_rng((seed, _PI_STREAM)): not a `hadamard` transform's
 _S_STREAM = 0x51  # S is drawn from default_rng((seed, _S_STREAM)), apart from Π's signs
 
 
@@ -226,7 +229,7 @@ class TurboQuant(Code):
             return
         if self.d is not None:
             raise ValueError(f"{self.name} was fitted on {self.d} dimensions, got {d}")
-        rot = RandomizedHadamard(self.seed)
+        rot = RandomizedHadamard((self.seed, _PI_STREAM))  # type: ignore[arg-type]
         rot.THREADS = 1  # this code runs its own row chunks in parallel
         rot.fit(np.zeros((1, d), dtype=np.float32))
         self.groups, col, bit = [], 0, 0

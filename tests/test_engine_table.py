@@ -1,0 +1,52 @@
+"""`embedbench engines RUN`: the engine presets of a run, a table per engine."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from embedbench.cli import cli
+from tests.test_compare import row, write_run
+
+
+def _rows(verdicts: dict[str, str]):
+    out = []
+    for task, fs in (("STSBenchmark", 0.82), ("SciFact", 0.64)):
+        out.append(row(task, "classic", "float32", 32, fs, 100, 100, 100))
+        for tech, bits, total in (("pgvector:halfvec", 16, 776), ("pgvector:bit", 1, 1608)):
+            r = row(task, tech, tech, bits, fs, 99.5, 99.0, 100.0)
+            r["verdict"] = verdicts[tech]
+            r["role"], r["scope"] = "technique", "task"
+            r["total_bytes_per_vector"] = str(total)
+            r["fast_size_multiplier"] = r["size_multiplier"]
+            r["seed_low"] = r["seed_high"] = ""
+            out.append(r)
+        out.append(dict(out[-1], technique="binary", spec="binary"))
+    for r in out:
+        r.setdefault("role", "baseline")
+        r.setdefault("scope", "task")
+        r.setdefault("total_bytes_per_vector", "1536")
+        r.setdefault("fast_size_multiplier", "1")
+        r.setdefault("seed_low", "")
+        r.setdefault("seed_high", "")
+    return out
+
+
+def test_a_table_per_engine_with_its_verdict_and_sources(tmp_path):
+    run = write_run(
+        tmp_path / "run", _rows({"pgvector:halfvec": "equivalent", "pgvector:bit": "loss"})
+    )
+    res = CliRunner().invoke(cli, ["engines", str(run)])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert out.startswith("**pgvector** (0.8)")
+    assert "| binary |" not in out  # a plain code is no engine preset
+    assert out.count("| pgvector:bit |") == 2 and out.count("| pgvector:halfvec |") == 2
+    assert "Verdict: `pgvector:halfvec` is the smallest setting equivalent" in out
+    assert "| `pgvector:bit` | pgvector 0.8 | README 'Binary Quantization'" in out
+
+
+def test_without_an_equivalent_setting_the_verdict_names_the_best_per_task(tmp_path):
+    run = write_run(tmp_path / "run", _rows({"pgvector:halfvec": "loss", "pgvector:bit": "loss"}))
+    out = CliRunner().invoke(cli, ["engines", str(run)]).output
+    assert "Verdict: no setting is equivalent to float on every task; best per task:" in out
+    assert CliRunner().invoke(cli, ["engines", str(tmp_path / "nope")]).exit_code == 2
