@@ -7,15 +7,15 @@ vector (4 butterfly stages of lane shuffles, the random signs multiplied on the
 way in), radix-8 butterflies across 8 such vectors while they are in registers,
 then radix-8/4/2 passes between whole vectors for the higher bits of the index.
 numba leaves plain loops of these strided butterflies scalar, so the vector steps
-are written as LLVM IR (`numba.extending.intrinsic`): generic vector
-IR, no CPU-specific intrinsics, lowered by LLVM for the CPU that runs it (one
-AVX-512 register a vector, two AVX2 ones). `turbo_kernels` builds on these.
+are written as LLVM IR (`numba.extending.intrinsic`): generic vector IR, no
+CPU-specific intrinsics, lowered by LLVM for the CPU that runs it (one AVX-512
+register a vector, two AVX2 ones). `turbo_kernels` builds on these.
 
 Each row is computed alone, in a fixed order of float operations with no
 reassociation (no fastmath), so results do not depend on how rows are split into
 chunks or threads. The kernels release the GIL (`nogil`): callers run row chunks
-on threads. `cache=True`: a process compiles them once per machine (a few
-seconds), later processes load the machine code from numba's cache.
+on threads. `cache=True`: they are compiled once per machine (5–10 s in all, on
+first use), later processes load the machine code from numba's cache (< 1 s).
 """
 
 from __future__ import annotations
