@@ -1,0 +1,221 @@
+"""The provider comparison of one run with two models: the README's tables, generated.
+
+`python -m embedbench.compare.providers RUN [--readme README.md]` prints (or writes
+into the README between its `providers:begin` / `providers:end` markers):
+
+- the float rows next to mteb's published scores (`PUBLISHED`, with their source);
+- per task and size budget (size × ≥ m, the deployment footprint), each model's best
+  technique that fits, its retention and the absolute score it keeps, and the paired
+  95% interval of the retention difference (second model − first);
+- per task and bytes per vector (footprint ≤ B): the same by bytes, where a 768-d
+  model at 32× sits beside a 384-d model at 16×, with the paired interval of the
+  score difference.
+
+Every best technique is selected on the test items it reports (biased upward). The
+difference intervals resample the test items once for the four prediction sets
+(each model's float and technique: `compare.paired.paired_difference`); "better"
+is said only when the interval excludes 0.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from embedbench.compare.paired import NotPaired, paired_difference
+from embedbench.compare.tables import Row, Table, load_table
+from embedbench.errors import UserError
+
+BUDGETS = (4, 8, 16, 32, 64, 128)  # size × ≥
+BYTES = (12, 24, 48, 96, 192, 384, 768, 1536)  # total bytes per vector ≤
+N_BOOT, SEED = 2000, 42
+BEGIN, END = "<!-- providers:begin -->", "<!-- providers:end -->"
+
+# mteb's published float scores (embeddings-benchmark/results, results/<model>/<revision>/<Task>.json)
+_MINILM = "results/sentence-transformers__all-MiniLM-L6-v2/8b3219a92973c328a8e22fadcfa821b5dc75636a"
+_MPNET = "results/sentence-transformers__all-mpnet-base-v2"
+PUBLISHED = {
+    ("sentence-transformers/all-MiniLM-L6-v2", "STSBenchmark"): (
+        0.8203247,
+        f"`{_MINILM}/STSBenchmark.json` (mteb 1.12.75)",
+    ),
+    ("sentence-transformers/all-MiniLM-L6-v2", "Banking77Classification"): (
+        0.8004221,
+        f"`{_MINILM}/Banking77Classification.json` (mteb 1.12.75)",
+    ),
+    ("sentence-transformers/all-MiniLM-L6-v2", "SciFact"): (
+        0.64508,
+        f"`{_MINILM}/SciFact.json` (mteb 1.12.75)",
+    ),
+    ("sentence-transformers/all-mpnet-base-v2", "STSBenchmark"): (
+        0.8342191,
+        f"`{_MPNET}/84f2bcc00d77236f9e89c8a360a00fb1139bf47d/STSBenchmark.json` (mteb 1.12.75; "
+        "`no_revision_available/`, mteb 1.12.41: 0.8342190)",
+    ),
+    ("sentence-transformers/all-mpnet-base-v2", "Banking77Classification"): (
+        0.8170130,
+        f"`{_MPNET}/no_revision_available/Banking77Classification.json` (mteb 1.12.41)",
+    ),
+    ("sentence-transformers/all-mpnet-base-v2", "SciFact"): (
+        0.6557,
+        f"`{_MPNET}/84f2bcc00d77236f9e89c8a360a00fb1139bf47d/SciFact.json` (mteb 1.12.75; "
+        "nDCG@10 rounded to 4 decimals there)",
+    ),
+}
+
+
+def _num(row: Row, column: str) -> float:
+    return float(row.values[column])
+
+
+def _short(model: str) -> str:
+    return model.rsplit("/", 1)[-1]
+
+
+def _cell(row: Row | None, size: bool = True) -> str:
+    if row is None:
+        return "—"
+    v = row.values
+    text = f"{v['technique']}: {v['retention']} [{v['ci_low']}, {v['ci_high']}]"
+    if v.get("seed_low"):
+        text += f", seeds {v['seed_low']}–{v['seed_high']}"
+    where = f"{_num(row, 'size_multiplier'):g}×, {v['total_bytes_per_vector']} B"
+    return text + (f" ({where})" if size else "")
+
+
+def _best(rows: list[Row], fits) -> Row | None:
+    fit = [r for r in rows if fits(r)]
+    return max(fit, key=lambda r: r.retention) if fit else None  # first of a tie
+
+
+def _difference(table: Table, a: Row | None, b: Row | None, what: str) -> tuple[str, str]:
+    """(b − a [95% paired CI], which is better) for two models' rows of one task."""
+    if a is None or b is None:
+        return "—", "—"
+    try:
+        boot = paired_difference(table, a, b, what, N_BOOT, SEED)
+    except NotPaired as e:
+        return f"not paired ({e.reason})", "—"
+    point = (b.retention - a.retention) if what == "retention" else 100 * (b.score - a.score)
+    lo, hi = boot.values
+    better = _short(b.values["model"]) if lo > 0 else _short(a.values["model"]) if hi < 0 else ""
+    return f"{point:+.2f} [{lo:+.2f}, {hi:+.2f}]", better or "neither (interval covers 0)"
+
+
+def comparison(run: str | Path) -> str:
+    """The markdown of the provider comparison of `run` (two models, see module doc)."""
+    table = load_table(run)
+    techniques = [
+        r
+        for r in table.rows
+        if r.values.get("role") == "technique" and r.values.get("scope", "task") == "task"
+    ]
+    models = list(dict.fromkeys(r.values["model"] for r in table.rows))
+    if len(models) != 2:
+        raise UserError(f"{run}: a provider comparison needs two models; found {len(models)}")
+    first, second = (_short(m) for m in models)
+    tasks = list(dict.fromkeys(r.values["task"] for r in table.rows))
+    of = {(t, m): [r for r in techniques if r.cell[0] == t and r.cell[2] == m] for t in tasks for m in models}
+
+    out = [
+        "Float rows against mteb's published scores (`embeddings-benchmark/results`):\n",
+        "| model | dim | task | float score here | published | equal to 4 decimals | source |",
+        "|---|---:|---|---:|---:|---|---|",
+    ]
+    for m in models:
+        for t in tasks:
+            base = next((r for r in table.rows if r.is_baseline and r.cell[:3] == (t, r.cell[1], m)), None)
+            if base is None:
+                continue
+            pub, source = PUBLISHED.get((m, t), (None, ""))
+            same = "" if pub is None else ("yes" if round(base.score, 4) == round(pub, 4) else "**no**")
+            pub_text = "" if pub is None else f"{pub:g}"
+            out.append(
+                f"| {_short(m)} | {base.values['dim']} | {t} | {base.score:.6f} | {pub_text} "
+                f"| {same} | {source} |"
+            )
+
+    out += [
+        "",
+        f"By size budget (footprint size × ≥ m; best technique of each model, selected on test; "
+        f"Δ = {second} − {first}, paired 95% interval):\n",
+        f"| task | size × ≥ | {first}: retention % [95% CI] (size ×, bytes) | score "
+        f"| {second}: retention % [95% CI] (size ×, bytes) | score "
+        "| Δ retention, points | compresses better |",
+        "|---|---:|---|---:|---|---:|---:|---|",
+    ]
+    for t in tasks:
+        for m in BUDGETS:
+            a, b = (_best(of[t, x], lambda r, m=m: _num(r, "size_multiplier") >= m - 1e-9) for x in models)
+            if a is None and b is None:
+                continue
+            diff, better = _difference(table, a, b, "retention")
+            out.append(
+                f"| {t} | {m} | {_cell(a)} | {_score(a)} | {_cell(b)} | {_score(b)} | {diff} | {better} |"
+            )
+
+    out += [
+        "",
+        f"By bytes per vector (footprint ≤ B; Δ score = 100 × ({second} − {first}), paired 95% "
+        "interval):\n",
+        f"| task | bytes ≤ | {first}: retention % [95% CI] (size ×, bytes) | score "
+        f"| {second}: retention % [95% CI] (size ×, bytes) | score "
+        "| Δ score, points | higher score |",
+        "|---|---:|---|---:|---|---:|---:|---|",
+    ]
+    for t in tasks:
+        for cap in BYTES:
+            a, b = (
+                _best(of[t, x], lambda r, cap=cap: _num(r, "total_bytes_per_vector") <= cap)
+                for x in models
+            )
+            if a is None and b is None:
+                continue
+            diff, better = _difference(table, a, b, "score")
+            out.append(
+                f"| {t} | {cap} | {_cell(a)} | {_score(a)} | {_cell(b)} | {_score(b)} | {diff} | {better} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def _score(row: Row | None) -> str:
+    return "—" if row is None else f"{row.score:.4f}"
+
+
+def write_readme(readme: Path, text: str) -> None:
+    """Replace what is between the README's markers with `text`."""
+    content = readme.read_text(encoding="utf-8")
+    if BEGIN not in content or END not in content:
+        raise UserError(f"{readme}: no '{BEGIN}' ... '{END}' markers")
+    head, rest = content.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{BEGIN}\n{text}{END}{tail}", encoding="utf-8")
+
+
+def readme_section(readme: Path) -> str:
+    """What is between the README's markers now."""
+    content = readme.read_text(encoding="utf-8")
+    return content.split(BEGIN, 1)[1].split(END, 1)[0].removeprefix("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m embedbench.compare.providers")
+    parser.add_argument("run", help="run folder with two models (e.g. results/providers)")
+    parser.add_argument("--readme", type=Path, help="write into this README between markers")
+    args = parser.parse_args(argv)
+    try:
+        text = comparison(args.run)
+        if args.readme:
+            write_readme(args.readme, text)
+        else:
+            sys.stdout.write(text)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
