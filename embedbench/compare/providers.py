@@ -31,7 +31,7 @@ BYTES = (12, 24, 48, 96, 192, 384, 768, 1536)  # total bytes per vector ≤
 N_BOOT, SEED = 2000, 42
 BEGIN, END = "<!-- providers:begin -->", "<!-- providers:end -->"
 
-# mteb's published float scores (embeddings-benchmark/results, results/<model>/<revision>/<Task>.json)
+# mteb's published float scores (embeddings-benchmark/results: <model>/<revision>/<Task>.json)
 _MINILM = "results/sentence-transformers__all-MiniLM-L6-v2/8b3219a92973c328a8e22fadcfa821b5dc75636a"
 _MPNET = "results/sentence-transformers__all-mpnet-base-v2"
 PUBLISHED = {
@@ -115,7 +115,11 @@ def comparison(run: str | Path) -> str:
         raise UserError(f"{run}: a provider comparison needs two models; found {len(models)}")
     first, second = (_short(m) for m in models)
     tasks = list(dict.fromkeys(r.values["task"] for r in table.rows))
-    of = {(t, m): [r for r in techniques if r.cell[0] == t and r.cell[2] == m] for t in tasks for m in models}
+    of = {
+        (t, m): [r for r in techniques if r.cell[0] == t and r.cell[2] == m]
+        for t in tasks
+        for m in models
+    }
 
     out = [
         "Float rows against mteb's published scores (`embeddings-benchmark/results`):\n",
@@ -124,58 +128,64 @@ def comparison(run: str | Path) -> str:
     ]
     for m in models:
         for t in tasks:
-            base = next((r for r in table.rows if r.is_baseline and r.cell[:3] == (t, r.cell[1], m)), None)
+            base = next(
+                (r for r in table.rows if r.is_baseline and r.cell[:3] == (t, r.cell[1], m)), None
+            )
             if base is None:
                 continue
             pub, source = PUBLISHED.get((m, t), (None, ""))
-            same = "" if pub is None else ("yes" if round(base.score, 4) == round(pub, 4) else "**no**")
-            pub_text = "" if pub is None else f"{pub:g}"
+            same = (
+                ""
+                if pub is None
+                else ("yes" if round(base.score, 4) == round(pub, 4) else "**no**")
+            )
+            pub_text = "" if pub is None else str(pub)
             out.append(
                 f"| {_short(m)} | {base.values['dim']} | {t} | {base.score:.6f} | {pub_text} "
                 f"| {same} | {source} |"
             )
 
+    head = (
+        f"| task | {{}} | {first}: retention % [95% CI] (size ×, bytes) | score "
+        f"| {second}: retention % [95% CI] (size ×, bytes) | score | {{}} | {{}} |\n"
+        "|---|---:|---|---:|---|---:|---:|---|"
+    )
     out += [
         "",
         f"By size budget (footprint size × ≥ m; best technique of each model, selected on test; "
         f"Δ = {second} − {first}, paired 95% interval):\n",
-        f"| task | size × ≥ | {first}: retention % [95% CI] (size ×, bytes) | score "
-        f"| {second}: retention % [95% CI] (size ×, bytes) | score "
-        "| Δ retention, points | compresses better |",
-        "|---|---:|---|---:|---|---:|---:|---|",
-    ]
-    for t in tasks:
-        for m in BUDGETS:
-            a, b = (_best(of[t, x], lambda r, m=m: _num(r, "size_multiplier") >= m - 1e-9) for x in models)
-            if a is None and b is None:
-                continue
-            diff, better = _difference(table, a, b, "retention")
-            out.append(
-                f"| {t} | {m} | {_cell(a)} | {_score(a)} | {_cell(b)} | {_score(b)} | {diff} | {better} |"
-            )
-
-    out += [
+        head.format("size × ≥", "Δ retention, points", "compresses better"),
+        *_lines(table, of, "size_multiplier", BUDGETS, "retention"),
         "",
         f"By bytes per vector (footprint ≤ B; Δ score = 100 × ({second} − {first}), paired 95% "
         "interval):\n",
-        f"| task | bytes ≤ | {first}: retention % [95% CI] (size ×, bytes) | score "
-        f"| {second}: retention % [95% CI] (size ×, bytes) | score "
-        "| Δ score, points | higher score |",
-        "|---|---:|---|---:|---|---:|---:|---|",
+        head.format("bytes ≤", "Δ score, points", "higher score"),
+        *_lines(table, of, "total_bytes_per_vector", BYTES, "score"),
     ]
-    for t in tasks:
-        for cap in BYTES:
-            a, b = (
-                _best(of[t, x], lambda r, cap=cap: _num(r, "total_bytes_per_vector") <= cap)
-                for x in models
-            )
-            if a is None and b is None:
-                continue
-            diff, better = _difference(table, a, b, "score")
-            out.append(
-                f"| {t} | {cap} | {_cell(a)} | {_score(a)} | {_cell(b)} | {_score(b)} | {diff} | {better} |"
-            )
     return "\n".join(out) + "\n"
+
+
+def _lines(table: Table, of: dict, column: str, limits: tuple[int, ...], what: str) -> list[str]:
+    """A row per task and limit: each model's best technique within it (size × ≥ limit,
+    or bytes ≤ limit) and the paired difference of `what`."""
+    out = []
+    tasks = list(dict.fromkeys(t for t, _ in of))
+    models = list(dict.fromkeys(m for _, m in of))
+    for t in tasks:
+        last = None
+        for limit in limits:
+            if column == "size_multiplier":
+                fits = lambda r, m=limit: _num(r, column) >= m - 1e-9  # noqa: E731
+            else:
+                fits = lambda r, b=limit: _num(r, column) <= b  # noqa: E731
+            a, b = (_best(of[t, m], fits) for m in models)
+            if (a is None and b is None) or (a, b) == last:
+                continue  # a row only where a pick changes
+            last = (a, b)
+            diff, better = _difference(table, a, b, what)
+            cells = (t, limit, _cell(a), _score(a), _cell(b), _score(b), diff, better)
+            out.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return out
 
 
 def _score(row: Row | None) -> str:
