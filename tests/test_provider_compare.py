@@ -14,8 +14,8 @@ RUN = ROOT / "results" / "providers"
 
 
 def test_readme_section_is_the_generated_comparison():
-    """README.md between the markers equals what `python -m embedbench.compare.providers
-    results/providers` prints (regenerate with `--readme README.md`)."""
+    """README.md between the markers equals what `embedbench providers results/providers`
+    prints (regenerate with `--readme README.md`)."""
     assert readme_section(ROOT / "README.md") == comparison(RUN)
 
 

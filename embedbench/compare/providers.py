@@ -1,7 +1,7 @@
 """The provider comparison of one run with two models: the README's tables, generated.
 
-`python -m embedbench.compare.providers RUN [--readme README.md]` prints (or writes
-into the README between its `providers:begin` / `providers:end` markers):
+`embedbench providers RUN [--readme README.md]` prints it (or writes it into the
+README between its `providers:begin` / `providers:end` markers):
 
 - the float rows next to mteb's published scores (`PUBLISHED`, with their source);
 - per task and size budget (size × ≥ m, the deployment footprint), each model's best
@@ -19,7 +19,6 @@ is said only when the interval excludes 0.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from embedbench.compare.paired import NotPaired, paired_difference
@@ -206,26 +205,3 @@ def readme_section(readme: Path) -> str:
     """What is between the README's markers now."""
     content = readme.read_text(encoding="utf-8")
     return content.split(BEGIN, 1)[1].split(END, 1)[0].removeprefix("\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m embedbench.compare.providers")
-    parser.add_argument("run", help="run folder with two models (e.g. results/providers)")
-    parser.add_argument("--readme", type=Path, help="write into this README between markers")
-    args = parser.parse_args(argv)
-    try:
-        text = comparison(args.run)
-        if args.readme:
-            write_readme(args.readme, text)
-        else:
-            sys.stdout.write(text)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
