@@ -13,14 +13,19 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "results" / "providers"
 
 
-def test_readme_section_is_the_generated_comparison():
+@pytest.fixture(scope="module")
+def generated() -> str:
+    return comparison(RUN)
+
+
+def test_readme_section_is_the_generated_comparison(generated):
     """README.md between the markers equals what `embedbench providers results/providers`
     prints (regenerate with `--readme README.md`)."""
-    assert readme_section(ROOT / "README.md") == comparison(RUN)
+    assert readme_section(ROOT / "README.md") == generated
 
 
-def test_float_rows_equal_published_to_4_decimals():
-    text = comparison(RUN)
+def test_float_rows_equal_published_to_4_decimals(generated):
+    text = generated
     rows = [line for line in text.splitlines() if "all-mpnet-base-v2" in line.split("|")[1]]
     assert len(rows) == 3 and all("| yes |" in line for line in rows)
 
