@@ -120,7 +120,8 @@ def comparison(run: str | Path) -> str:
         for m in models
     }
 
-    out = [
+    out = [_provenance(table), ""]
+    out += [
         "Float rows against mteb's published scores (`embeddings-benchmark/results`):\n",
         "| model | dim | task | float score here | published | equal to 4 decimals | source |",
         "|---|---:|---|---:|---:|---|---|",
@@ -185,6 +186,21 @@ def _lines(table: Table, of: dict, column: str, limits: tuple[int, ...], what: s
             cells = (t, limit, _cell(a), _score(a), _cell(b), _score(b), diff, better)
             out.append("| " + " | ".join(str(c) for c in cells) + " |")
     return out
+
+
+def _provenance(table: Table) -> str:
+    """One line from the run's manifest: rows, commit, versions, seeds, cells, texts."""
+    m = table.manifest or {}
+    git, v, ev = m.get("git") or {}, m.get("versions") or {}, m.get("evaluations") or {}
+    state = "dirty" if git.get("dirty") else "clean"
+    seeds = (m.get("seeds") or {}).get("replicates", "?")
+    libs = ", ".join(f"{k} {v.get(k, '?')}" for k in ("mteb", "sentence-transformers", "torch"))
+    return (
+        f"Run `{table.path.parent.name}/`: {len(table.rows)} rows from {state} commit "
+        f"{str(git.get('commit', '?'))[:7]}, {libs}; {seeds} seeds; cells evaluated "
+        f"{ev.get('run', '?')}, resumed {ev.get('resumed', '?')}; texts embedded "
+        f"{m.get('texts_embedded', '?')}, from cache {m.get('texts_from_cache', '?')}."
+    )
 
 
 def _score(row: Row | None) -> str:
