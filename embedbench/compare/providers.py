@@ -150,25 +150,53 @@ def comparison(run: str | Path) -> str:
         f"| {second}: retention % [95% CI] (size ×, bytes) | score | {{}} | {{}} |\n"
         "|---|---:|---|---:|---|---:|---:|---|"
     )
+    by_size, said = _lines(table, of, "size_multiplier", BUDGETS, "retention")
     out += [
         "",
         f"By size budget (footprint size × ≥ m; best technique of each model, selected on test; "
         f"Δ = {second} − {first}, paired 95% interval):\n",
         head.format("size × ≥", "Δ retention, points", "compresses better"),
-        *_lines(table, of, "size_multiplier", BUDGETS, "retention"),
+        *by_size,
+    ]
+    out += ["", *_summary(said, "{}×", "retains more")]
+    by_bytes, said = _lines(table, of, "total_bytes_per_vector", BYTES, "score")
+    out += [
         "",
         f"By bytes per vector (footprint ≤ B; Δ score = 100 × ({second} − {first}), paired 95% "
         "interval):\n",
         head.format("bytes ≤", "Δ score, points", "higher score"),
-        *_lines(table, of, "total_bytes_per_vector", BYTES, "score"),
+        *by_bytes,
+        "",
+        *_summary(said, "{} B", "scores higher"),
     ]
     return "\n".join(out) + "\n"
 
 
-def _lines(table: Table, of: dict, column: str, limits: tuple[int, ...], what: str) -> list[str]:
-    """A row per task and limit: each model's best technique within it (size × ≥ limit,
-    or bytes ≤ limit) and the paired difference of `what`."""
+def _summary(said: list[tuple[str, int, str]], unit: str, verb: str) -> list[str]:
+    """A line per task: at which limits each model is ahead (interval excludes 0), and
+    where the difference is not resolved."""
     out = []
+    for task in dict.fromkeys(t for t, _, _ in said):
+        groups: dict[str, list[str]] = {}
+        for t, limit, better in said:
+            if t == task and better != "—":
+                groups.setdefault(better, []).append(unit.format(limit))
+        parts = [
+            f"{who} {verb} at {', '.join(at)}"
+            if not who.startswith("neither")
+            else f"no difference resolved at {', '.join(at)}"
+            for who, at in groups.items()
+        ]
+        out.append(f"- {task}: {'; '.join(parts) or 'no pair to compare'}.")
+    return out
+
+
+def _lines(
+    table: Table, of: dict, column: str, limits: tuple[int, ...], what: str
+) -> tuple[list[str], list[tuple[str, int, str]]]:
+    """A row per task and limit: each model's best technique within it (size × ≥ limit,
+    or bytes ≤ limit) and the paired difference of `what`; and (task, limit, better)."""
+    out, said = [], []
     tasks = list(dict.fromkeys(t for t, _ in of))
     models = list(dict.fromkeys(m for _, m in of))
     for t in tasks:
@@ -185,7 +213,8 @@ def _lines(table: Table, of: dict, column: str, limits: tuple[int, ...], what: s
             diff, better = _difference(table, a, b, what)
             cells = (t, limit, _cell(a), _score(a), _cell(b), _score(b), diff, better)
             out.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return out
+            said.append((t, limit, better))
+    return out, said
 
 
 def _provenance(table: Table) -> str:
