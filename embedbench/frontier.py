@@ -65,7 +65,7 @@ def _versus(table: Table, budget: int, row: Row, trunc: Row | None, n_boot: int,
     if trunc is None or trunc is row:
         return Versus(budget, row, trunc, None)
     try:
-        diff = paired_difference(table, row, trunc, n_boot, seed)
+        diff = paired_difference(table, trunc, row, "retention", n_boot, seed)
     except NotPaired as e:
         return Versus(budget, row, trunc, None, e.detail)
     return Versus(budget, row, trunc, diff)

@@ -96,66 +96,79 @@ def _resampler(kind: str, gold: dict[str, Any]) -> stats.Resampler:
     return next(iter(parts.values())) if len(parts) == 1 else stats.Stratified(parts)
 
 
-def paired_drops(new: Table, baseline: Table, b: Row, n: Row, n_boot: int, seed: int) -> Paired:
-    """The paired bootstrap of one matched cell's drops, or NotPaired (module docstring)."""
-    kb, gb, sb = _side(baseline, "BASELINE", b)
-    kn, gn, sn = _side(new, "NEW", n)
-    if kb != kn or kb not in KINDS:
-        raise NotPaired("the task kinds differ or have no bootstrap", f"kinds {kb} / {kn}")
-    if list(gb.values()) != list(gn.values()):
+def _paired(
+    sides: list[tuple[Table, str, Row]],
+) -> tuple[str, stats.Resampler, list[Any], list[np.ndarray]]:
+    """(kind, resampler, predictions, item matrices) of cells of one kind scored on the
+    same items: [float, technique] of each side in order; NotPaired when they cannot be
+    paired, or when a side's predictions do not reproduce its table."""
+    got = [_side(table, side, row) for table, side, row in sides]
+    kind, gold = got[0][0], got[0][1]
+    if any(k != kind for k, _, _ in got) or kind not in KINDS:
+        raise NotPaired(
+            "the task kinds differ or have no bootstrap", f"kinds {' / '.join(g[0] for g in got)}"
+        )
+    if any(list(g.values()) != list(gold.values()) for _, g, _ in got):
         raise NotPaired("the runs' gold differs (other items)")
-    one = len(gb) == 1
-    preds = [next(iter(p.values())) if one else p for p, _ in sb + sn]
-    if one and kb == "Retrieval" and any(set(p) != set(preds[0]) for p in preds):
+    one = len(gold) == 1
+    pairs = [
+        (side, p, r) for (_, side, _), (_, _, sr) in zip(sides, got, strict=True) for p, r in sr
+    ]
+    preds = [next(iter(p.values())) if one else p for _, p, _ in pairs]
+    if one and kind == "Retrieval" and any(set(p) != set(preds[0]) for p in preds):
         raise NotPaired("the runs' query ids differ")
     try:
-        items = _resampler(kb, gb)
+        items = _resampler(kind, gold)
         mats = [items.matrix(p) for p in preds]
         if len({m.shape for m in mats}) != 1:
             raise ValueError("prediction sets of different shapes")
-        for side, (p, r) in zip(("BASELINE",) * 2 + ("NEW",) * 2, sb + sn, strict=True):
-            again = items.point(next(iter(p.values())) if one else p)
-            if not abs(again - r.score) <= SCORE_TOL + ROUNDED.get(kb, 0.0):
+        for (side, _, r), p in zip(pairs, preds, strict=True):
+            again = items.point(p)
+            if not abs(again - r.score) <= SCORE_TOL + ROUNDED.get(kind, 0.0):
                 raise NotPaired(
                     "predictions do not reproduce the table's score",
                     f"{side} predictions of {r.values['technique']} give {again:.6f}, "
                     f"its table {r.score:.6f}",
                 )
-        if np.array_equal(mats[0], mats[2]) and np.array_equal(mats[1], mats[3]):
-            return Paired(0.0, 0.0, 0, 0.0)  # the same predictions: drop 0 on every resample
-        opts = dict(n_boot=n_boot, seed=seed, quantiles=(95.0,), mc_target=MC_TARGET)
-        opts["max_resamples"] = MAX_BOOT_FACTOR * n_boot
+    except ValueError as e:
+        raise NotPaired("the predictions cannot be resampled", f"bootstrap: {e}") from None
+    return kind, items, preds, mats
+
+
+def paired_drops(new: Table, baseline: Table, b: Row, n: Row, n_boot: int, seed: int) -> Paired:
+    """The paired bootstrap of one matched cell's drops, or NotPaired (module docstring)."""
+    _, items, preds, mats = _paired([(baseline, "BASELINE", b), (new, "NEW", n)])
+    if np.array_equal(mats[0], mats[2]) and np.array_equal(mats[1], mats[3]):
+        return Paired(0.0, 0.0, 0, 0.0)  # the same predictions: drop 0 on every resample
+    opts = dict(n_boot=n_boot, seed=seed, quantiles=(95.0,), mc_target=MC_TARGET)
+    opts["max_resamples"] = MAX_BOOT_FACTOR * n_boot
+    try:
         r, s = (stats.paired_bootstrap(items, preds, f, **opts) for f in DROPS)
     except ValueError as e:
         raise NotPaired("the predictions cannot be resampled", f"bootstrap: {e}") from None
     return Paired(r.values[0], s.values[0], r.resamples, max(r.mc_error, s.mc_error))
 
 
-def paired_difference(table: Table, a: Row, b: Row, n_boot: int, seed: int) -> stats.Bootstrap:
-    """95% interval of retention(a) − retention(b), two rows of one run on the same
-    task (points), over paired resamples of the items: both against the same float
-    predictions, so the interval is that of the difference, far narrower than the two
-    rows' own intervals suggest when the rows err on the same items."""
-    ka, ga, sa = _side(table, "RUN", a)
-    _, gb, sb = _side(table, "RUN", b)
-    if ga != gb or ka not in KINDS:
-        raise NotPaired("the rows score other items or their kind has no bootstrap")
-    one = len(ga) == 1
-    preds = [next(iter(p.values())) if one else p for p, _ in (sa[0], sa[1], sb[1])]
-    items = _resampler(ka, ga)
-    for p, r in zip(preds[1:], (a, b), strict=True):
-        again = items.point(p)
-        if not abs(again - r.score) <= SCORE_TOL + ROUNDED.get(ka, 0.0):
-            raise NotPaired(
-                "predictions do not reproduce the table's score",
-                f"predictions of {r.values['technique']} give {again:.6f}, table {r.score:.6f}",
-            )
-    return stats.paired_bootstrap(
-        items,
-        preds,
-        lambda s: 100.0 * s[:, 1] / s[:, 0] - 100.0 * s[:, 2] / s[:, 0],
-        n_boot=n_boot,
-        seed=seed,
-        mc_target=MC_TARGET,
-        max_resamples=MAX_BOOT_FACTOR * n_boot,
-    )
+def paired_difference(
+    table: Table, a: Row, b: Row, what: str, n_boot: int, seed: int
+) -> stats.Bootstrap:
+    """The 95% paired interval (2.5 and 97.5 percentiles) of b − a for two cells of one
+    run scored on the same test items (e.g. two models' techniques on one task):
+    `what` = "retention" (points of each cell's own retention) or "score" (100 × the
+    scores' difference). Both cells' float and technique predictions are resampled
+    together; NotPaired when they cannot be."""
+    _, items, preds, _ = _paired([(table, "A", a), (table, "B", b)])
+    stat = DIFFERENCES[what]
+    opts = dict(n_boot=n_boot, seed=seed, mc_target=MC_TARGET)
+    try:
+        return stats.paired_bootstrap(
+            items, preds, stat, max_resamples=MAX_BOOT_FACTOR * n_boot, **opts
+        )
+    except ValueError as e:
+        raise NotPaired("the predictions cannot be resampled", f"bootstrap: {e}") from None
+
+
+DIFFERENCES = {  # b − a on each resample, scores of [a float, a technique, b float, b technique]
+    "retention": lambda s: -DROPS[0](s),
+    "score": lambda s: -DROPS[1](s),
+}

