@@ -68,7 +68,7 @@ def _load() -> None:
     _LOADED = True
     import importlib
 
-    for module in ("qdrant", "lucene", "pgvector", "weaviate", "rabitq"):
+    for module in ("qdrant", "qdrant_turbo", "lucene", "pgvector", "weaviate", "rabitq"):
         try:
             importlib.import_module(f"embedbench.engines.{module}")
         except ModuleNotFoundError as e:

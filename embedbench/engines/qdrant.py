@@ -44,12 +44,9 @@ one (in RAM or on disk; rescoring reads it). Not counted: the collection-wide
 parameters (int8: alpha and offset, 8 bytes; binary: per-dimension mean/stddev, in
 `params_bytes`) and the HNSW graph links.
 
-TurboQuant (`quantization_config.turbo`, bits 1 / 1.5 / 2 / 4, default 4; lib/
-quantization/src/encoded_vectors_tq.rs, turboquant/) ships in this version but is
-not reproduced here yet: it needs Qdrant's Hadamard rotation (three LCG-seeded
-Fisher-Yates permutations between chunked Walsh-Hadamard transforms), the TQ+
-per-coordinate shift/scale from P-square quantile estimates, the Lloyd-Max
-codebooks and the integer query encodings of its SIMD kernels.
+TurboQuant (`quantization_config.turbo`, bits 1 / 1.5 / 2 / 4, default 4) is in
+`embedbench.engines.qdrant_turbo` (`qdrant:turbo1`, `qdrant:turbo1.5`, `qdrant:turbo2`,
+`qdrant:turbo4`).
 """
 
 from __future__ import annotations
