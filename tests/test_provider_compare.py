@@ -43,3 +43,8 @@ def test_write_readme_replaces_between_markers(tmp_path):
     (tmp_path / "other.md").write_text("no markers", encoding="utf-8")
     with pytest.raises(UserError, match="markers"):
         write_readme(tmp_path / "other.md", "x")
+    (tmp_path / "swapped.md").write_text(f"{END}\n{BEGIN}\n", encoding="utf-8")
+    with pytest.raises(UserError, match="in this order"):
+        write_readme(tmp_path / "swapped.md", "x")
+    with pytest.raises(UserError, match="cannot read"):
+        readme_section(tmp_path / "absent.md")

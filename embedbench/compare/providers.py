@@ -129,16 +129,20 @@ def comparison(run: str | Path) -> str:
     for m in models:
         for t in tasks:
             base = next(
-                (r for r in table.rows if r.is_baseline and r.cell[:3] == (t, r.cell[1], m)), None
+                (
+                    r
+                    for r in table.rows
+                    if r.is_baseline
+                    and r.cell[0] == t
+                    and r.cell[2] == m
+                    and r.values.get("scope", "task") == "task"
+                ),
+                None,
             )
             if base is None:
                 continue
             pub, source = PUBLISHED.get((m, t), (None, ""))
-            same = (
-                ""
-                if pub is None
-                else ("yes" if round(base.score, 4) == round(pub, 4) else "**no**")
-            )
+            same = "" if pub is None else ("yes" if abs(base.score - pub) < 5e-5 else "**no**")
             pub_text = "" if pub is None else str(pub)
             out.append(
                 f"| {_short(m)} | {base.values['dim']} | {t} | {base.score:.6f} | {pub_text} "
@@ -236,17 +240,29 @@ def _score(row: Row | None) -> str:
     return "—" if row is None else f"{row.score:.4f}"
 
 
+def _split(readme: Path) -> tuple[str, str, str]:
+    """The README's text before, between and after its markers; a `UserError` when the
+    file cannot be read or has no begin marker followed by an end marker."""
+    try:
+        content = readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{readme}: cannot read it ({e})") from None
+    head, begin, rest = content.partition(BEGIN)
+    inside, end, tail = rest.partition(END)
+    if not begin or not end:
+        raise UserError(f"{readme}: no '{BEGIN}' ... '{END}' markers, in this order")
+    return head, inside, tail
+
+
 def write_readme(readme: Path, text: str) -> None:
     """Replace what is between the README's markers with `text`."""
-    content = readme.read_text(encoding="utf-8")
-    if BEGIN not in content or END not in content:
-        raise UserError(f"{readme}: no '{BEGIN}' ... '{END}' markers")
-    head, rest = content.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{text}{END}{tail}", encoding="utf-8")
+    head, _, tail = _split(readme)
+    try:
+        readme.write_text(f"{head}{BEGIN}\n{text}{END}{tail}", encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"{readme}: cannot write it ({e})") from None
 
 
 def readme_section(readme: Path) -> str:
     """What is between the README's markers now."""
-    content = readme.read_text(encoding="utf-8")
-    return content.split(BEGIN, 1)[1].split(END, 1)[0].removeprefix("\n")
+    return _split(readme)[1].removeprefix("\n")
