@@ -211,8 +211,11 @@ def _lines(
             else:
                 fits = lambda r, b=limit: _num(r, column) <= b  # noqa: E731
             a, b = (_best(of[t, m], fits) for m in models)
-            if (a is None and b is None) or (a, b) == last:
-                continue  # a row only where a pick changes
+            if a is None and b is None:
+                continue
+            if (a, b) == last:  # a row only where a pick changes; the summary names every limit
+                said.append((t, limit, said[-1][2]))
+                continue
             last = (a, b)
             diff, better = _difference(table, a, b, what)
             cells = (t, limit, _cell(a), _score(a), _cell(b), _score(b), diff, better)
