@@ -73,7 +73,10 @@ def _side(table: Table, side: str, row: Row) -> tuple[str, Any, list[Any]]:
         raise NotPaired("the cell is not unique in its table")
     base = table.float_row(row)
     if base is None:
-        raise NotPaired(f"{side} has no float-baseline row with the cell's float_score")
+        raise NotPaired(
+            f"{side} has no float row for the cell (a run keeps one only when its grid has "
+            "the float technique, e.g. `classic`)"
+        )
     gold = table.predictions.gold(row.values["task"])
     units = units_of(row, sorted(gold))
     if not units:
