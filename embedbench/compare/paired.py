@@ -143,12 +143,7 @@ def paired_drops(new: Table, baseline: Table, b: Row, n: Row, n_boot: int, seed:
     _, items, preds, mats = _paired([(baseline, "BASELINE", b), (new, "NEW", n)])
     if np.array_equal(mats[0], mats[2]) and np.array_equal(mats[1], mats[3]):
         return Paired(0.0, 0.0, 0, 0.0)  # the same predictions: drop 0 on every resample
-    opts = dict(n_boot=n_boot, seed=seed, quantiles=(95.0,), mc_target=MC_TARGET)
-    opts["max_resamples"] = MAX_BOOT_FACTOR * n_boot
-    try:
-        r, s = (stats.paired_bootstrap(items, preds, f, **opts) for f in DROPS)
-    except ValueError as e:
-        raise NotPaired("the predictions cannot be resampled", f"bootstrap: {e}") from None
+    r, s = (_bootstrap(items, preds, f, n_boot, seed, quantiles=(95.0,)) for f in DROPS)
     return Paired(r.values[0], s.values[0], r.resamples, max(r.mc_error, s.mc_error))
 
 
@@ -161,11 +156,22 @@ def paired_difference(
     scores' difference). Both cells' float and technique predictions are resampled
     together; NotPaired when they cannot be."""
     _, items, preds, _ = _paired([(table, "A", a), (table, "B", b)])
-    stat = DIFFERENCES[what]
-    opts = dict(n_boot=n_boot, seed=seed, mc_target=MC_TARGET)
+    return _bootstrap(items, preds, DIFFERENCES[what], n_boot, seed)
+
+
+def _bootstrap(items, preds, stat, n_boot: int, seed: int, **opts: Any) -> stats.Bootstrap:
+    """stats.paired_bootstrap with the module's Monte Carlo target and resample cap; a
+    failure to resample is NotPaired."""
     try:
         return stats.paired_bootstrap(
-            items, preds, stat, max_resamples=MAX_BOOT_FACTOR * n_boot, **opts
+            items,
+            preds,
+            stat,
+            n_boot=n_boot,
+            seed=seed,
+            mc_target=MC_TARGET,
+            max_resamples=MAX_BOOT_FACTOR * n_boot,
+            **opts,
         )
     except ValueError as e:
         raise NotPaired("the predictions cannot be resampled", f"bootstrap: {e}") from None
