@@ -306,7 +306,7 @@ def test_rabitq_scores_decode_plus_a_per_document_offset(small):
     """1 bit, float queries: score = <q, c + r̂> + <c, r - r̂>, r = x - c, c + r̂ = decode."""
     cal, docs, Q = small
     code = FaissCode("RaBitQ").fit(cal)
-    assert not code.random and not code.ip_estimator and not code.decode_drops_bits
+    assert not code.random and not code.ip_estimator and not code.sa_decode_drops_bits
     c = cal.mean(axis=0)
     dec = code.decode(code.encode(docs), 32)
     formula = Q @ dec.T + (docs - dec) @ c
@@ -316,14 +316,46 @@ def test_rabitq_scores_decode_plus_a_per_document_offset(small):
     assert not np.allclose(default, exact, atol=1e-4)
 
 
-def test_rabitq_multibit_decode_ignores_extra_bits_search_uses_them(small):
+def test_rabitq_multibit_decode_uses_every_bit_as_faiss_search_does(small):
+    """faiss's sa_decode of RaBitQ4 ignores the extra bits; `decode` reads them. The
+    index's float-query score is <q, decode> + <c, r> − <c, r̂>, f_add_ex = <c, r>
+    stored in the code's last 8 bytes (faiss RaBitQuantizerMultiBit.cpp)."""
     cal, docs, Q = small
     one, four = FaissCode("RaBitQ").fit(cal), FaissCode("RaBitQ4").fit(cal)
-    assert four.decode_drops_bits and not one.decode_drops_bits
-    dec1 = one.decode(one.encode(docs), 32)
-    dec4 = four.decode(four.encode(docs), 32)
-    assert np.allclose(dec1, dec4, atol=1e-6)
+    assert four.sa_decode_drops_bits and not one.sa_decode_drops_bits
+    codes = four.encode(docs)
+    assert codes.shape[1] == 4 + 12 + 12 + 8  # d=32: signs, 3 factors, 3 extra bits a dim, 2
+    dec1, dec4 = one.decode(one.encode(docs), 32), four.decode(codes, 32)
+    assert np.allclose(four.index.sa_decode(codes), dec1, atol=1e-6)  # faiss: 1 bit only
+    mse1, mse4 = (((d - docs) ** 2).sum(axis=1).mean() for d in (dec1, dec4))
+    assert mse4 < mse1 / 20
+    c = cal.mean(axis=0)
+    f_add = np.ascontiguousarray(codes[:, -8:]).view("<f4")[:, 0]
+    assert np.allclose(f_add, (docs - c) @ c, atol=1e-5)
+    formula = Q @ dec4.T + f_add - (dec4 - c) @ c
+    exact = faiss_search_scores(four, Q, codes, rabitq_qb=0)
+    assert np.allclose(exact, formula, atol=1e-5)
     true = Q @ docs.T
-    err_engine = np.abs(faiss_search_scores(four, Q, four.encode(docs)) - true).mean()
-    err_decode = np.abs(Q @ dec4.T - true).mean()
-    assert err_engine < err_decode / 3
+    assert np.abs(Q @ dec4.T - true).mean() < np.abs(Q @ dec1.T - true).mean() / 3
+
+
+def test_rabitq_multibit_decode_by_hand():
+    """One vector, d=8, RaBitQ3 (2 extra bits), centre 0: stored level m_j (complemented
+    where r_j < 0) decodes to f_rescale_ex · sign(r_j) · (m_j + ½), recomputed here
+    from faiss's definition: t maximises <m + ½, |o|> / ‖m + ½‖ over the levels."""
+    x = np.array([[0.9, -0.3, 0.1, -0.05, 0.2, -0.6, 0.01, 0.4]], np.float32)
+    code = FaissCode("RaBitQ3").fit(np.zeros((4, 8), np.float32))
+    codes = code.encode(x)
+    assert codes.shape == (1, 1 + 12 + 2 + 8)
+    assert codes[0, 0] == 0b11010101  # sign bits of r = x, LSB first
+    levels = np.unpackbits(codes[:, 13:15], bitorder="little").reshape(8, 2)
+    m = levels @ np.array([1, 2])
+    m = np.where(x[0] > 0, m, 3 - m)  # faiss complements the negative coordinates
+    o = np.abs(x[0]) / np.linalg.norm(x[0])
+    assert m.tolist() == [3, 1, 0, 0, 0, 2, 0, 1]
+    grid = np.minimum(np.floor(np.linspace(0.01, 20, 4000)[:, None] * o), 3) + 0.5
+    best = grid[np.argmax(grid @ o / np.linalg.norm(grid, axis=1))] - 0.5
+    assert best.tolist() == m.tolist()  # the level choice, recomputed by brute force
+    rescale = np.linalg.norm(x[0]) / ((m + 0.5) @ o)
+    expected = rescale * np.sign(x[0]) * (m + 0.5)
+    np.testing.assert_allclose(code.decode(codes, 8)[0], expected, rtol=1e-6)

@@ -64,16 +64,17 @@ estimates <q, r> without bias: its norm is ||r|| / cos(r, s), 1.25 ||r|| on
 embedding-like data, not the least-squares reconstruction). The index's search
 scores <q, c + r̂> + <c, r - r̂> (exact to 1e-6 with float queries), a per-document
 offset <c, r - r̂> that decoding loses; by default (`qb = 4`) it also quantizes the
-query to 4 bits. With more bits (`RaBitQ4`) `sa_decode` ignores the extra bits (the
-decoded vectors are those of `RaBitQ`), while the search uses them: on
-embedding-like data its mean |error| on <q, x> is 0.0034 against decoding's 0.027.
-`decode_drops_bits` flags that case. So an asymmetric search over RaBitQ
-(`faiss:RaBitQ/asym`, `faiss:RaBitQ4/asym`; `engine_search`) scores the stored codes
-with the index's own search (`search_scores`: every extra bit, the per-document
-term and the 4-bit query, as faiss ships it); symmetric rows compare decoded
-vectors, so they see the 1-bit part only. `faiss_search_scores` gives the index's own
-scores for any accepted codec but fast-scan RaBitQ (`RaBitQfs`: it cannot take stored
-codes; `RaBitQ` has the same codes and can).
+query to 4 bits. With more bits (`RaBitQ4`) faiss's `sa_decode` ignores the extra
+bits (its decoded vectors are those of `RaBitQ`) while its search uses them, so
+`decode` reads every bit itself (`faiss_rabitq.decode_rabitq`, the reconstruction
+faiss's search implies; `sa_decode_drops_bits` flags the case; on random unit
+vectors the decoded RaBitQ4 vectors' MSE is ~1/45 of RaBitQ's). An asymmetric search over
+RaBitQ (`faiss:RaBitQ/asym`, `faiss:RaBitQ4/asym`; `engine_search`) scores the
+stored codes with the index's own search (`search_scores`: the per-document term
+and the 4-bit query, as faiss ships it); symmetric rows compare decoded vectors.
+`faiss_search_scores` gives the index's own scores for any accepted codec but
+fast-scan RaBitQ (`RaBitQfs`: it cannot take stored codes; `RaBitQ` has the same
+codes and can).
 
 `training_shortfall` says when the calibration set is smaller than the training asks
 for (faiss's k-means warns below 39 points a centroid; it also samples at most 256
@@ -110,6 +111,7 @@ from embedbench.quantize.faiss_index import (
     check_factory,
     training_shortfall,
 )
+from embedbench.quantize.faiss_rabitq import decode_rabitq, extra_bits
 
 __all__ = ["PREFIX", "FaissCode", "check_factory", "faiss_search_scores", "training_shortfall"]
 
@@ -138,8 +140,8 @@ class FaissCode(Code):
     untrained index built for d). `learns` is False only for a codec faiss builds
     already trained (`SQfp16`, `SQbf16`, `Flat`, `HR`/`Pad` before them); `random`
     says whether training draws from `seed` (PQ, OPQ, RQ, LSQ, RR), so another seed
-    can change the codes; SQ, RaBitQ and Flat do not. `ip_estimator` and
-    `decode_drops_bits` describe the engine's search (module docstring). `threads`:
+    can change the codes; SQ, RaBitQ and Flat do not. `ip_estimator` describes the
+    engine's search, `sa_decode_drops_bits` faiss's decoding (module docstring). `threads`:
     OpenMP threads for training (None: faiss's current setting). `configure`, if given,
     is called with the built, seeded, untrained index just before training, e.g. to
     lower OPQ's `niter` in a benchmark; the name does not record it, so a configured
@@ -211,12 +213,13 @@ class FaissCode(Code):
         return faiss_search_scores(self, Q, codes)
 
     @property
-    def decode_drops_bits(self) -> bool:
-        """sa_decode ignores part of the code (RaBitQ with more than 1 bit a dimension)."""
+    def sa_decode_drops_bits(self) -> bool:
+        """faiss's sa_decode ignores part of the code (RaBitQ, more than 1 bit a dimension):
+        `decode` then uses `faiss_rabitq.decode_rabitq`, which reads every bit."""
         faiss = _faiss()
         codec = _parts(self._structure())[1]
         if isinstance(codec, faiss.IndexRaBitQ | faiss.IndexRaBitQFastScan):
-            return codec.rabitq.nb_bits > 1
+            return extra_bits(codec) > 0
         return False
 
     @property
@@ -293,7 +296,13 @@ class FaissCode(Code):
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         if len(codes) == 0:
             return np.empty((0, d), dtype=np.float32)
-        return index.sa_decode(codes)
+        if not self.sa_decode_drops_bits:
+            return index.sa_decode(codes)
+        transforms, codec = _parts(index)
+        X = decode_rabitq(codec, codes)  # sa_decode would ignore the extra bits
+        for vt in reversed(transforms):
+            X = vt.reverse_transform(X)
+        return np.ascontiguousarray(X, dtype=np.float32)
 
     def params_bytes(self) -> int:
         """Bytes of the trained, empty index as faiss serializes it (headers included)."""
