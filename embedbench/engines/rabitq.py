@@ -127,9 +127,11 @@ class LanceRaBitQ(Code):
         if d * self.bits % 8:
             raise ValueError("lancedb: Lance's codes need num_bits·d divisible by 8")
         self.centroid = X.mean(axis=0).astype(np.float32)
-        D = d * self.bits  # code_dim: the rotation is D × D, only its first d columns act
-        G = np.random.default_rng(self.seed).standard_normal((D, D))
-        self.P = np.linalg.qr(G)[0][:, :d].astype(np.float32)  # random_orthogonal: Q of a QR
+        # Lance draws a D × D orthogonal matrix (D = code_dim = b·d), Q of the QR of a
+        # Gaussian matrix, and uses its first d columns: those are Q of the QR of the
+        # Gaussian's first d columns, drawn here (the same as D × D when b = 1)
+        G = np.random.default_rng(self.seed).standard_normal((d * self.bits, d))
+        self.P = np.linalg.qr(G)[0].astype(np.float32)  # random_orthogonal: Q of a QR
         return self
 
     @staticmethod
