@@ -36,7 +36,8 @@ Two implementations are genuinely different; a third ships faiss's own.
   (`vector/ivf.rs`); the residual r = x − c to the partition centroid is rotated
   by P, the first d columns of a random orthogonal D × D matrix, D = b·d
   (`RabitQuantizer::new`, builder.rs l. 52-74, and `transform`, l. 144-181: Householder
-  QR of a Gaussian matrix drawn from an unseeded RNG; here from the replicate seed);
+  QR of a Gaussian matrix drawn from an unseeded RNG; here from the replicate seed,
+  as the QR of a D × d Gaussian, whose Q is the same law as those d columns);
   stored: the D sign bits of Pr (`is_sign_positive`, LSB first, D/8 bytes), add =
   ‖r‖² and scale = −2‖r‖² / (‖Pr‖₁/√D) (transform.rs) as float32: b·d/8 + 8 bytes
   (56, 104, 200 at d = 384 for b = 1, 2, 4). So b > 1 is b·d random projections'
@@ -45,11 +46,12 @@ Two implementations are genuinely different; a third ships faiss's own.
   (sums of q_r over each 4-value group, 16 entries a group) is quantized to u8 over
   its global min/max (`distance_all`, `quantize_dist_table`), whatever b; the
   distance is ((2·Σ table − Σq_r)/√D)·scale + add + ‖q − c‖², ranked ascending. The
-  u8 entries are summed in u16 lanes (`lance-linalg/src/simd/dist_table.rs`): the
-  AVX2 and AVX-512 kernels wrap modulo 2^16 (reproduced here), the scalar one (other
-  CPUs) saturates. D/4 groups of at most 255 stay below 2^16 while D ≤ 1028 (b = 1,
-  2 at d = 384); at b = 4 (1,536 values) a code close to the query can wrap and
-  rank last. Decoded: c + P^T s·(−scale/2)/√D, the reconstruction the estimator
+  u8 entries are summed in u16 lanes (`rust/lance-linalg/src/simd/dist_table.rs`):
+  the AVX2 kernel (`_mm256_add_epi16`, l. 123-141) and the AVX-512 one
+  (`dist_table.c`, l. 34-37) wrap modulo 2^16 (reproduced here), the scalar one
+  (other CPUs, l. 81-86) saturates. D/4 groups of at most 255 stay below 2^16 while
+  D ≤ 1028 (b = 1 and 2 at d = 384; b = 1 up to d = 1028); at b = 4, d = 384 (1,536
+  values, sums up to 97,920) a code close to the query can wrap and rank last. Decoded: c + P^T s·(−scale/2)/√D, the reconstruction the estimator
   implies. Upstream only tests num_bits = 1 (`python/python/tests/
   test_vector_index.py`, `ivf/v2.rs`), and `RabitDistCalculator` notes "it's always
   1 for now", but every path uses b. Not reproduced: the IVF partitions (c is the
