@@ -51,10 +51,11 @@ Two implementations are genuinely different; a third ships faiss's own.
   (`dist_table.c`, l. 34-37) wrap modulo 2^16 (reproduced here), the scalar one
   (other CPUs, l. 81-86) saturates. D/4 groups of at most 255 stay below 2^16 while
   D ≤ 1028 (b = 1 and 2 at d = 384; b = 1 up to d = 1028); at b = 4, d = 384 (1,536
-  values, sums up to 97,920) a code close to the query can wrap and rank last. Decoded: c + P^T s·(−scale/2)/√D, the reconstruction the estimator
-  implies. Upstream only tests num_bits = 1 (`python/python/tests/
-  test_vector_index.py`, `ivf/v2.rs`), and `RabitDistCalculator` notes "it's always
-  1 for now", but every path uses b. Not reproduced: the IVF partitions (c is the
+  values, sums up to 97,920) a code close to the query can wrap and rank last.
+  Decoded: c + P^T s·(−scale/2)/√D, the reconstruction the estimator implies.
+  Upstream tests only num_bits = 1 (`python/python/tests/test_vector_index.py`,
+  `rust/lance/src/index/vector/ivf/v2.rs`) and `RabitDistCalculator` notes "it's
+  always 1 for now", but every path uses b. Not reproduced: the IVF partitions (c is the
   calibration mean) and the exact (unquantized) table Lance uses for the last
   n mod 32 vectors of a partition.
 - faiss itself: `faiss:RaBitQ`, `faiss:RaBitQ4` (`embedbench.quantize.faiss_codec`),
