@@ -242,8 +242,10 @@ def _lance(name: str, num_bits: int, summary: str) -> EnginePreset:
         "rust/lance-linalg/src/simd/dist_table.rs",
         summary=summary,
         not_reproduced="the IVF partitioning (c is the calibration mean; every code is "
-        "scored), the unquantized tables of a partition's last n mod 32 vectors, and "
-        "Lance's unseeded rotation (drawn here from the replicate seed)",
+        "scored), the unquantized tables of a partition's last n mod 32 vectors, "
+        "Lance's unseeded rotation (drawn here from the replicate seed), and the scalar "
+        "kernel of CPUs without AVX2 (it saturates the u16 table sums that the x86 "
+        "kernels, reproduced here, wrap: at most 255·b·d/4, so only above b·d = 1028)",
         make=lambda seed: LanceRaBitQ(seed, num_bits=num_bits),
         originals=lambda d: 4 * d,  # the collection keeps the raw vectors
     )
