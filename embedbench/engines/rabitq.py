@@ -1,4 +1,5 @@
-"""RaBitQ as vector databases ship it: `milvus:rabitq[4][-q8]`, `lancedb:rabitq[-b2|-b4]`.
+"""RaBitQ as vector databases ship it: `milvus:rabitq[-q8]`, `milvus:rabitq4`,
+`lancedb:rabitq[-b2|-b4]`.
 
 Two implementations are genuinely different; a third ships faiss's own.
 
@@ -17,12 +18,17 @@ Two implementations are genuinely different; a third ships faiss's own.
   factors, 56 bytes at d = 384) or, for `rbq_bits = 4`, `RR,RaBitQ4` (sign bits, 3
   float32 factors, 3 more bits a dimension and 2 float32 factors: 48 + 12 + 144 + 8
   = 212 bytes at d = 384), with the rotation seeded 12345 (+ the replicate seed),
-  searched by faiss's IndexRaBitQ with `qb = 0`; the `-q8` presets are the same
-  codes searched with `rbq_bits_query = 8`. knowhere's bundled faiss has faiss
-  1.15's RaBitQ (`RaBitQuantizerMultiBit.cpp`, `RaBitQUtils.cpp`, `IndexRaBitQ.cpp`,
-  `IndexIVFRaBitQ.cpp` identical to faiss v1.15.0-9; `RaBitQuantizer.cpp` differs
-  only in ID-selector hooks). Not reproduced: the IVF
-  partitioning (each vector is coded against its list's k-means centroid; here
+  searched by faiss's IndexRaBitQ with `qb = 0`; `milvus:rabitq-q8` is the 1-bit
+  code searched with `rbq_bits_query = 8`. With `rbq_bits` > 1 a code's final score
+  uses the float rotated query whatever `rbq_bits_query`
+  (`thirdparty/faiss/faiss/impl/RaBitQuantizer.cpp`, `RaBitQDistanceComputerQ::
+  distance_to_code_full`, l. 514-548): the query's bits only change the 1-bit
+  estimates that decide which codes are fully scored, so a `milvus:rabitq4-q8`
+  would score exactly as `milvus:rabitq4` here and is not a preset. knowhere's
+  bundled faiss has faiss 1.15's RaBitQ (`RaBitQuantizerMultiBit.cpp`,
+  `RaBitQUtils.cpp`, `IndexRaBitQ.cpp`, `IndexIVFRaBitQ.cpp` identical to faiss
+  v1.15.0-9; `RaBitQuantizer.cpp` differs only in ID-selector hooks). Not
+  reproduced: the IVF partitioning (each vector is coded against its list's k-means centroid; here
   against the calibration mean, IVF with one list, and the search probes every
   code), the refine step (`refine_k` is `/rescore<k>`), and, with extended bits,
   the scan's pruning: a code is fully scored only if its 1-bit estimate, within its
@@ -271,12 +277,6 @@ register(
         0,
         "IVF_RABITQ with rbq_bits=4: faiss RR + RaBitQ4 (sign bits + 3 float32 factors, "
         "3 extended bits a dimension + 2 float32 factors, 212 bytes at d=384), float query",
-    ),
-    _milvus(
-        "milvus:rabitq4-q8",
-        4,
-        8,
-        "IVF_RABITQ as milvus:rabitq4, searched with rbq_bits_query=8 (SQ8 query)",
     ),
     _lance(
         "lancedb:rabitq",
