@@ -28,9 +28,9 @@ Two implementations are genuinely different; a third ships faiss's own.
   bundled faiss has faiss 1.15's RaBitQ (`RaBitQuantizerMultiBit.cpp`,
   `RaBitQUtils.cpp`, `IndexRaBitQ.cpp`, `IndexIVFRaBitQ.cpp` identical to faiss
   v1.15.0-9; `RaBitQuantizer.cpp` differs only in ID-selector hooks). Not
-  reproduced: the IVF partitioning (each vector is coded against its list's k-means centroid; here
-  against the calibration mean, IVF with one list, and the search probes every
-  code), the refine step (`refine_k` is `/rescore<k>`), and, with extended bits,
+  reproduced: the IVF partitioning (each vector is coded against its list's
+  k-means centroid; here against the calibration mean, IVF with one list, and the
+  search probes every code), the refine step (`refine_k` is `/rescore<k>`), and, with extended bits,
   the scan's pruning: a code is fully scored only if its 1-bit estimate, within its
   error bound, can still enter the top k (here every code is fully scored).
 - LanceDB (IVF_RQ; github.com/lancedb/lance at d2039d7, 2025-11,
