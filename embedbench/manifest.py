@@ -29,6 +29,9 @@ PACKAGES = [
     "boto3",
     "cohere",
     "joblib",
+    "faiss-cpu",
+    "numba",
+    "pytrec-eval-terrier",
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from click.testing import CliRunner
 
 from embedbench.cli import cli
@@ -50,3 +52,20 @@ def test_without_an_equivalent_setting_the_verdict_names_the_best_per_task(tmp_p
     out = CliRunner().invoke(cli, ["engines", str(run)]).output
     assert "Verdict: no setting is equivalent to float on every task; best per task:" in out
     assert CliRunner().invoke(cli, ["engines", str(tmp_path / "nope")]).exit_code == 2
+
+
+def test_faiss_codecs_are_one_more_engine_at_the_recorded_version(tmp_path):
+    rows = _rows({"pgvector:halfvec": "loss", "pgvector:bit": "loss"})
+    for task in ("STSBenchmark", "SciFact"):
+        r = next(r for r in rows if r["task"] == task and r["technique"] == "pgvector:bit")
+        rows.append(
+            dict(r, technique="faiss:RaBitQ4", spec="faiss:RaBitQ4", total_bytes_per_vector="212")
+        )
+    run = write_run(tmp_path / "run", rows)
+    out = CliRunner().invoke(cli, ["engines", str(run)]).output
+    assert "**faiss** (version not recorded)" in out
+    assert out.count("| faiss:RaBitQ4 | ") == 2 and "| `faiss:RaBitQ4` |" not in out
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["versions"]["faiss-cpu"] = "1.15.1"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert "**faiss** (faiss-cpu 1.15.1)" in CliRunner().invoke(cli, ["engines", str(run)]).output
