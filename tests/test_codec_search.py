@@ -76,7 +76,7 @@ def test_asymmetric_search_scores_the_estimator_without_renormalising(name):
 @pytest.mark.parametrize("name", ["faiss:RaBitQ", "faiss:RaBitQ4"])
 def test_asymmetric_rabitq_is_scored_by_faiss_own_search(name):
     """faiss:RaBitQ/asym ranks by faiss's IndexRaBitQ search itself (its per-document
-    term, the extra bits of RaBitQ4, the 4-bit query), rebuilt here from the index's
+    term, the extra bits of RaBitQ4, RaBitQ's 4-bit query), rebuilt here from the index's
     own add and search, not by <q, decode(doc)>."""
     import faiss
 

@@ -227,11 +227,17 @@ def test_presets_sizes_determinism_and_calibration_only(name, monkeypatch):
     # encoding more vectors changes nothing fitted
     np.testing.assert_array_equal(t1.encode(other), c1)
     assert t1.code.engine in ("Milvus", "LanceDB")
-    if name == "lancedb:rabitq-b4":  # 384 groups: a self-match's u16 sum can wrap
-        wrapped = t1.code.search_scores(other[:5], c1)
-        monkeypatch.setattr(rabitq, "U16", 1 << 40)  # an accumulator that cannot wrap
-        unwrapped = t1.code.search_scores(other[:5], c1)
-        changed = np.argwhere(wrapped != unwrapped)
-        assert len(changed) and (changed[:, 0] == changed[:, 1]).all()  # only self-matches
     S = t1.code.search_scores(other[:5], c1)
-    assert S.shape == (5, 200) and (S.argmax(axis=1) == np.arange(5)).all()
+    assert S.shape == (5, 200)
+    if name != "lancedb:rabitq-b4":
+        assert (S.argmax(axis=1) == np.arange(5)).all()  # each query finds itself
+        return
+    # 384 groups: a self-match's u16 sum can wrap, as Lance's x86 kernels do
+    with monkeypatch.context() as m:
+        m.setattr(rabitq, "U16", 1 << 40)  # an accumulator that cannot wrap
+        unwrapped = t1.code.search_scores(other[:5], c1)
+    assert (unwrapped.argmax(axis=1) == np.arange(5)).all()
+    changed = np.argwhere(S != unwrapped)
+    assert len(changed) and (changed[:, 0] == changed[:, 1]).all()  # only self-matches
+    for q in changed[:, 0]:  # a wrapped self-match ranks near the bottom
+        assert (S[q] < S[q, q]).sum() < 10

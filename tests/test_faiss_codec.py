@@ -15,6 +15,7 @@ from embedbench.quantize.faiss_codec import (
     faiss_search_scores,
     training_shortfall,
 )
+from embedbench.quantize.faiss_index import _parts
 from tests.vectors import _embeddings
 
 D = 384
@@ -337,6 +338,35 @@ def test_rabitq_multibit_decode_uses_every_bit_as_faiss_search_does(small):
     assert np.allclose(exact, formula, atol=1e-5)
     true = Q @ docs.T
     assert np.abs(Q @ dec4.T - true).mean() < np.abs(Q @ dec1.T - true).mean() / 3
+
+
+@pytest.mark.parametrize("factory", ["RaBitQ2", "RaBitQ3", "RaBitQ5", "RaBitQ9", "RR,RaBitQ4"])
+@pytest.mark.parametrize("d", [30, 37, 64])
+def test_rabitq_multibit_decode_matches_faiss_search_at_any_width(factory, d):
+    """Partial bytes (d·ex not a multiple of 8), any extra-bit count, and through RR's
+    reverse rotation: faiss's float-query score = <q, decode> + f_add_ex − <c, r̂>,
+    with c the calibration mean (rotated back for RR)."""
+    rng = np.random.default_rng(d)
+    X = rng.normal(size=(460, d)).astype(np.float32) + 0.2
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    cal, docs, Q = X[:300], X[300:], X[300:310]
+    code = FaissCode(factory, seed=1).fit(cal)
+    codes = code.encode(docs)
+    dec = code.decode(codes, d)
+    transforms, inner = _parts(code.index)
+    c = faiss.vector_to_array(inner.center)[None, :]
+    for vt in reversed(transforms):
+        c = vt.reverse_transform(c)
+    f_add = np.ascontiguousarray(codes[:, -8:]).view("<f4")[:, 0]
+    formula = Q @ dec.T + f_add - (dec - c[0]) @ c[0]
+    exact = faiss_search_scores(code, Q, codes, rabitq_qb=0)
+    np.testing.assert_allclose(exact, formula, atol=2e-5)
+    one = FaissCode(factory.rstrip("0123456789"), seed=1).fit(cal)  # 1 bit
+    mse = (
+        ((dec - docs) ** 2).sum(axis=1).mean(),
+        ((one.decode(one.encode(docs), d) - docs) ** 2).sum(axis=1).mean(),
+    )
+    assert mse[0] < mse[1] / 2  # the extra bits are used
 
 
 def test_rabitq_multibit_decode_by_hand():

@@ -25,9 +25,9 @@ Two implementations are genuinely different; a third ships faiss's own.
   distance_to_code_full`, l. 514-548): the query's bits only change the 1-bit
   estimates that decide which codes are fully scored, so a `milvus:rabitq4-q8`
   would score exactly as `milvus:rabitq4` here and is not a preset. knowhere's
-  bundled faiss has faiss 1.15's RaBitQ (`RaBitQuantizerMultiBit.cpp`,
-  `RaBitQUtils.cpp`, `IndexRaBitQ.cpp`, `IndexIVFRaBitQ.cpp` identical to faiss
-  v1.15.0-9; `RaBitQuantizer.cpp` differs only in ID-selector hooks). Not
+  bundled faiss has faiss 1.15's RaBitQ (`RaBitQuantizer.cpp`,
+  `RaBitQuantizerMultiBit.cpp`, `RaBitQUtils.cpp`, `IndexRaBitQ.cpp`,
+  `IndexIVFRaBitQ.cpp` byte-identical to faiss v1.15.0's). Not
   reproduced: the IVF partitioning (each vector is coded against its list's
   k-means centroid; here against the calibration mean, IVF with one list, and the
   search probes every code), the refine step (`refine_k` is `/rescore<k>`), and, with extended bits,
@@ -55,7 +55,8 @@ Two implementations are genuinely different; a third ships faiss's own.
   u8 entries are summed in u16 lanes (`rust/lance-linalg/src/simd/dist_table.rs`):
   the AVX2 kernel (`_mm256_add_epi16`, l. 123-141) and the AVX-512 one
   (`dist_table.c`, l. 34-37) wrap modulo 2^16 (reproduced here), the scalar one
-  (other CPUs, l. 81-86) saturates. D/4 groups of at most 255 stay below 2^16 while
+  (other CPUs, and AVX-512 CPUs on Windows, where `lance-linalg/build.rs` does not
+  build the AVX-512 kernel, l. 81-86) saturates. D/4 groups of at most 255 stay below 2^16 while
   D ≤ 1028 (b = 1 and 2 at d = 384; b = 1 up to d = 1028); at b = 4, d = 384 (1,536
   values, sums up to 97,920) a code close to the query can wrap and rank last.
   Decoded: c + P^T s·(−scale/2)/√D, the reconstruction the estimator implies.

@@ -3,7 +3,8 @@
 `FaissCode(factory, seed)` builds `faiss.index_factory(d, factory, METRIC_INNER_PRODUCT)`
 at `fit` (d from the calibration vectors), trains it on the calibration vectors only,
 and uses faiss's standalone-codec interface: `encode` is `sa_encode` (the packed
-bytes, `sa_code_size()` of them a vector), `decode` is `sa_decode`. The index stays
+bytes, `sa_code_size()` of them a vector), `decode` is `sa_decode` (but for RaBitQ
+with extended bits, below). The index stays
 empty: nothing evaluated is ever added to it.
 
 What the factory strings give at d = 384 (inner-product metric, faiss 1.15):
@@ -57,24 +58,26 @@ for PCA (it subtracts a mean), L2norm (it rescales the query), fast-scan PQ (8-b
 quantized look-up tables: scores off by ~1e-3) nor RaBitQ.
 
 RaBitQ (faiss 1.15, read from `RaBitQuantizer.cpp` and checked numerically): no
-rotation (prepend `RR` for one); training only takes the calibration mean c; the
-code holds the signs s of r = x - c and factors ||r||² - ||x||² and
-dp = ||r||²·√d / ||r||₁. `sa_decode` gives c + r̂, r̂ = dp·s/√d (scaled so <q, r̂>
-estimates <q, r> without bias: its norm is ||r|| / cos(r, s), 1.25 ||r|| on
-embedding-like data, not the least-squares reconstruction). The index's search
-scores <q, c + r̂> + <c, r - r̂> (exact to 1e-6 with float queries), a per-document
-offset <c, r - r̂> that decoding loses; by default (`qb = 4`) it also quantizes the
-query to 4 bits. With more bits (`RaBitQ4`) faiss's `sa_decode` ignores the extra
-bits (its decoded vectors are those of `RaBitQ`) while its search uses them, so
-`decode` reads every bit itself (`faiss_rabitq.decode_rabitq`, the reconstruction
-faiss's search implies; `sa_decode_drops_bits` flags the case; on random unit
-vectors the decoded RaBitQ4 vectors' MSE is ~1/45 of RaBitQ's). An asymmetric search over
-RaBitQ (`faiss:RaBitQ/asym`, `faiss:RaBitQ4/asym`; `engine_search`) scores the
-stored codes with the index's own search (`search_scores`: the per-document term
-and the 4-bit query, as faiss ships it); symmetric rows compare decoded vectors.
-`faiss_search_scores` gives the index's own scores for any accepted codec but
-fast-scan RaBitQ (`RaBitQfs`: it cannot take stored codes; `RaBitQ` has the same
-codes and can).
+rotation (prepend `RR` for one); training only takes the calibration mean c; the code
+holds the signs s of r = x - c and factors ||r||² - ||x||² and dp = ||r||²·√d /
+||r||₁. `sa_decode` gives c + r̂, r̂ = dp·s/√d (scaled so <q, r̂> estimates <q, r>
+without bias: its norm is ||r|| / cos(r, s), 1.25 ||r|| on embedding-like data, not
+the least-squares reconstruction). The index's search scores <q, c + r̂> + <c, r - r̂>
+(exact to 1e-6 with float queries), a per-document offset <c, r - r̂> that decoding
+loses; by default (`qb = 4`) it also quantizes the query to 4 bits, for 1-bit RaBitQ
+only: with extended bits the full score takes the float query
+(`RaBitQDistanceComputerQ::distance_to_code_full`), the query's bits only serving a
+1-bit pre-filter that scores nothing here. With more bits (`RaBitQ4`) faiss's
+`sa_decode` ignores the extra bits (its decoded vectors are those of `RaBitQ`) while
+its search uses them, so `decode` reads every bit itself
+(`faiss_rabitq.decode_rabitq`, the reconstruction faiss's search implies;
+`sa_decode_drops_bits` flags the case; on random unit vectors the decoded RaBitQ4
+vectors' MSE is ~1/45 of RaBitQ's). An asymmetric search over RaBitQ
+(`faiss:RaBitQ/asym`, `faiss:RaBitQ4/asym`; `engine_search`) scores the stored codes
+with the index's own search (`search_scores`: the per-document term and the query as
+faiss ships it); symmetric rows compare decoded vectors. `faiss_search_scores` gives
+the index's own scores for any accepted codec but fast-scan RaBitQ (`RaBitQfs`: it
+cannot take stored codes; `RaBitQ` has the same codes and can).
 
 `training_shortfall` says when the calibration set is smaller than the training asks
 for (faiss's k-means warns below 39 points a centroid; it also samples at most 256

@@ -14,13 +14,15 @@ Code layout of one vector at dimension d with ex = k − 1 extra bits (inner pro
 [3 float32: ‖r‖² − ‖x‖² term, dp multiplier, error bound]
 [ex-bit codes: ⌈d·ex/8⌉ bytes, coordinate j's ex bits at bit j·ex, LSB first]
 [2 float32: f_add_ex = <c, r>, f_rescale_ex = ‖r‖ / Σ(m_j + ½)|r_j|/‖r‖].
-faiss stores m_j = ⌊t·|r_j|/‖r‖⌋ (t its optimal scale) for r_j > 0 and its
-complement 2^ex − 1 − m_j otherwise; the search scores
-<q − c, f_rescale_ex · ((s_j · 2^ex) + e_j − (2^ex − ½))> = <q − c, r̂> with
-r̂_j = f_rescale_ex · sign(r_j) · (m_j + ½). So the decoded vector is c + r̂, scaled,
-as the 1-bit decode is, so that <r̂, r> = ‖r‖² (the inner product is estimated
-without bias), and the per-document term <c, r − r̂> of the search is, as with one
-bit, not part of a decoded vector.
+faiss stores m_j = min(⌊t·|r_j|/‖r‖ + 10⁻⁵⌋, 2^ex − 1) (t its optimal scale) for r_j ≥
+0 and its complement 2^ex − 1 − m_j for r_j < 0; the search scores <q − c,
+f_rescale_ex · ((s_j · 2^ex) + e_j − (2^ex − ½))> = <q − c, r̂> with r̂_j =
+f_rescale_ex · sign(r_j) · (m_j + ½) (for r_j = 0 exactly, sign bit 0 and level 0:
+−f_rescale_ex · (2^ex − ½), as faiss's search takes it). Inner-product metric only
+(under L2 faiss stores another f_rescale_ex): other metrics are refused. So the
+decoded vector is c + r̂, scaled, as the 1-bit decode is, so that <r̂, r> = ‖r‖² (the
+inner product is estimated without bias), and the per-document term <c, r − r̂> of the
+search is, as with one bit, not part of a decoded vector.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def decode_rabitq(codec, codes: np.ndarray) -> np.ndarray:
     import faiss
 
     d, ex = int(codec.d), extra_bits(codec)
+    if codec.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise ValueError("decode_rabitq reads inner-product RaBitQ codes only")
     if ex < 1:
         raise ValueError("decode_rabitq is for RaBitQ with more than 1 bit a dimension")
     codes = np.ascontiguousarray(codes, dtype=np.uint8)
