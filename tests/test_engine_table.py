@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from embedbench.cli import cli
+from embedbench.engine_table import engine_table
 from tests.test_compare import row, write_run
 
 
@@ -69,3 +71,12 @@ def test_faiss_codecs_are_one_more_engine_at_the_recorded_version(tmp_path):
     manifest["versions"]["faiss-cpu"] = "1.15.1"
     (run / "manifest.json").write_text(json.dumps(manifest))
     assert "**faiss** (faiss-cpu 1.15.1)" in CliRunner().invoke(cli, ["engines", str(run)]).output
+
+
+def test_readme_engine_tables_are_the_output_for_results_engines():
+    """README's "Which database setting?" tables are `embedbench engines results/engines`
+    verbatim (results/engines is committed), not typed."""
+    root = Path(__file__).resolve().parent.parent
+    generated = engine_table(root / "results" / "engines")
+    assert "**faiss** (faiss-cpu " in generated and "milvus:rabitq4" in generated
+    assert generated in (root / "README.md").read_text(encoding="utf-8")
