@@ -26,6 +26,22 @@ def _data(seed=0, n=600, d=64):
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
+def _faiss_float_query_scores(index, docs, Q):
+    """faiss's own IndexRaBitQ search of `docs` added to a trained `RR,RaBitQ…` index,
+    float query (qb = 0, Milvus's default), every document scored: n_q × n_docs."""
+    import faiss
+
+    index.add(docs)
+    params = faiss.RaBitQSearchParameters()
+    params.qb = 0
+    chain = faiss.downcast_index(index)
+    inner = faiss.downcast_index(chain.index)
+    D, labels = inner.search(chain.chain.at(0).apply(Q), len(docs), params=params)
+    expected = np.empty_like(D)
+    np.put_along_axis(expected, labels, D, axis=1)
+    return expected
+
+
 def test_milvus_codes_are_faiss_rr_rabitq_trained_as_knowhere_trains_it():
     """knowhere builds RandomRotationMatrix(d, d) + IndexIVFRaBitQ and trains it: the
     rotation's train() is init(12345). Seed 0 gives exactly those codes and scores."""
@@ -42,15 +58,7 @@ def test_milvus_codes_are_faiss_rr_rabitq_trained_as_knowhere_trains_it():
     # the factors, up to the centre's float sum order (faiss trains here on 1 thread)
     np.testing.assert_allclose(codes[:, 8:].view("<f4"), ref[:, 8:].view("<f4"), atol=1e-6)
     assert codes.shape[1] == code.bytes_per_vector(64) == 64 // 8 + 8
-    # scores: faiss's IndexRaBitQ search with a float query (qb = 0, Milvus's default)
-    index.add(docs)
-    params = faiss.RaBitQSearchParameters()
-    params.qb = 0
-    chain = faiss.downcast_index(index)
-    inner = faiss.downcast_index(chain.index)
-    D, labels = inner.search(chain.chain.at(0).apply(Q), len(docs), params=params)
-    expected = np.empty_like(D)
-    np.put_along_axis(expected, labels, D, axis=1)
+    expected = _faiss_float_query_scores(index, docs, Q)
     np.testing.assert_allclose(code.search_scores(Q, codes), expected, rtol=1e-6, atol=1e-6)
     assert not np.array_equal(MilvusRaBitQ(1).fit(calib).encode(docs), codes)
 
@@ -75,14 +83,7 @@ def test_milvus_rabitq4_codes_are_faiss_rr_rabitq4_trained_as_knowhere_trains_it
     for f in (slice(8, 20), slice(44, 52)):  # factors, up to the centre's float sum order
         got, want = codes[:, f].copy().view("<f4"), ref[:, f].copy().view("<f4")
         np.testing.assert_allclose(got, want, atol=1e-6)
-    index.add(docs)
-    params = faiss.RaBitQSearchParameters()
-    params.qb = 0
-    chain = faiss.downcast_index(index)
-    inner = faiss.downcast_index(chain.index)
-    D, labels = inner.search(chain.chain.at(0).apply(Q), len(docs), params=params)
-    expected = np.empty_like(D)
-    np.put_along_axis(expected, labels, D, axis=1)
+    expected = _faiss_float_query_scores(index, docs, Q)
     S4 = code.search_scores(Q, codes)
     np.testing.assert_allclose(S4, expected, rtol=1e-6, atol=1e-6)
     # the extended bits are used: 4-bit scores track <q, x> far better than 1-bit's

@@ -3,68 +3,68 @@
 
 Two implementations are genuinely different; a third ships faiss's own.
 
-- Milvus (IVF_RABITQ; knowhere, github.com/zilliztech/knowhere at d7cfd88, the
-  engine of Milvus 2.6+): `src/index/ivf/ivfrbq_wrapper.cc` (`create`, l. 29-48)
-  builds `RR(dim),IVF<nlist>,RaBitQ[,Refine]`: a faiss `RandomRotationMatrix(d, d)`
-  (trained with faiss's fixed seed, `init(12345)`), then knowhere's IndexIVFRaBitQ,
-  "a thin knowhere shim over baseline IndexIVFRaBitQ"
+- Milvus (IVF_RABITQ; knowhere, github.com/zilliztech/knowhere at d7cfd88, the engine
+  of Milvus 2.6+): `src/index/ivf/ivfrbq_wrapper.cc` (`create`, l. 29-48) builds
+  `RR(dim),IVF<nlist>,RaBitQ[,Refine]`: a faiss `RandomRotationMatrix(d, d)` (trained
+  with faiss's fixed seed, `init(12345)`), then knowhere's IndexIVFRaBitQ, "a thin
+  knowhere shim over baseline IndexIVFRaBitQ"
   (`thirdparty/faiss/faiss/cppcontrib/knowhere/IndexIVFRaBitQ.h`), constructed with
-  `nb_bits = rbq_bits`. `rbq_bits` (`src/index/ivf/ivf_config.h`, IvfRaBitQConfig,
-  l. 372-385) is a train-time setting, 1..9 bits a dimension, default 1: 1 is the
-  sign code, 2..9 add faiss's extended bits. The query is left in float unless
+  `nb_bits = rbq_bits`. `rbq_bits` (`src/index/ivf/ivf_config.h`, IvfRaBitQConfig, l.
+  372-385) is a train-time setting, 1..9 bits a dimension, default 1: 1 is the sign
+  code, 2..9 add faiss's extended bits. The query is left in float unless
   `rbq_bits_query` (search-time, default 0; 1..8 gives SQ1..SQ8 queries) is set.
-  COSINE is inner product on normalised vectors. So the preset is the project's
-  faiss codec `RR,RaBitQ` (`FaissCode`: one sign bit a dimension plus two float32
-  factors, 56 bytes at d = 384) or, for `rbq_bits = 4`, `RR,RaBitQ4` (sign bits, 3
-  float32 factors, 3 more bits a dimension and 2 float32 factors: 48 + 12 + 144 + 8
-  = 212 bytes at d = 384), with the rotation seeded 12345 (+ the replicate seed),
-  searched by faiss's IndexRaBitQ with `qb = 0`; `milvus:rabitq-q8` is the 1-bit
-  code searched with `rbq_bits_query = 8`. With `rbq_bits` > 1 a code's final score
-  uses the float rotated query whatever `rbq_bits_query`
+  COSINE is inner product on normalised vectors. So the preset is the project's faiss
+  codec `RR,RaBitQ` (`FaissCode`: one sign bit a dimension plus two float32 factors,
+  56 bytes at d = 384) or, for `rbq_bits = 4`, `RR,RaBitQ4` (sign bits, 3 float32
+  factors, 3 more bits a dimension and 2 float32 factors: 48 + 12 + 144 + 8 = 212
+  bytes at d = 384), with the rotation seeded 12345 (+ the replicate seed), searched
+  by faiss's IndexRaBitQ with `qb = 0`; `milvus:rabitq-q8` is the 1-bit code searched
+  with `rbq_bits_query = 8`. With `rbq_bits` > 1 a code's final score uses the float
+  rotated query whatever `rbq_bits_query`
   (`thirdparty/faiss/faiss/impl/RaBitQuantizer.cpp`, `RaBitQDistanceComputerQ::
   distance_to_code_full`, l. 514-548): the query's bits only change the 1-bit
-  estimates that decide which codes are fully scored, so a `milvus:rabitq4-q8`
-  would score exactly as `milvus:rabitq4` here and is not a preset. knowhere's
-  bundled faiss has faiss 1.15's RaBitQ (`RaBitQuantizer.cpp`,
-  `RaBitQuantizerMultiBit.cpp`, `RaBitQUtils.cpp`, `IndexRaBitQ.cpp`,
-  `IndexIVFRaBitQ.cpp` byte-identical to faiss v1.15.0's). Not
-  reproduced: the IVF partitioning (each vector is coded against its list's
-  k-means centroid; here against the calibration mean, IVF with one list, and the
-  search probes every code), the refine step (`refine_k` is `/rescore<k>`), and, with extended bits,
-  the scan's pruning: a code is fully scored only if its 1-bit estimate, within its
-  error bound, can still enter the top k (here every code is fully scored).
+  estimates that decide which codes are fully scored, so a `milvus:rabitq4-q8` would
+  score exactly as `milvus:rabitq4` here and is not a preset. knowhere's bundled faiss
+  has faiss 1.15's RaBitQ (`RaBitQuantizer.cpp`, `RaBitQuantizerMultiBit.cpp`,
+  `RaBitQUtils.cpp`, `IndexRaBitQ.cpp`, `IndexIVFRaBitQ.cpp` byte-identical to faiss
+  v1.15.0's). Not reproduced: the IVF partitioning (each vector is coded against its
+  list's k-means centroid; here against the calibration mean, IVF with one list, and
+  the search probes every code), the refine step (`refine_k` is `/rescore<k>`), and,
+  with extended bits, the scan's pruning: a code is fully scored only if its 1-bit
+  estimate, within its error bound, can still enter the top k (here every code is
+  fully scored).
 - LanceDB (IVF_RQ; github.com/lancedb/lance at d2039d7, 2025-11,
-  `rust/lance-index/src/vector/bq/{builder,transform,storage}.rs`): its own
-  RaBitQ, with `num_bits` b (Rust `VectorIndexParams::ivf_rq(num_partitions,
-  num_bits, distance_type)`, `rust/lance/src/index/vector.rs` l. 168; Python
-  `create_index(..., "IVF_RQ", num_bits=b)`, `python/src/dataset.rs` l. 3099-3103;
-  default 1, no range check). COSINE becomes L2 on normalised vectors
-  (`vector/ivf.rs`); the residual r = x − c to the partition centroid is rotated
-  by P, the first d columns of a random orthogonal D × D matrix, D = b·d
-  (`RabitQuantizer::new`, builder.rs l. 52-74, and `transform`, l. 144-181: Householder
-  QR of a Gaussian matrix drawn from an unseeded RNG; here from the replicate seed,
-  as the QR of a D × d Gaussian, whose Q is the same law as those d columns);
-  stored: the D sign bits of Pr (`is_sign_positive`, LSB first, D/8 bytes), add =
-  ‖r‖² and scale = −2‖r‖² / (‖Pr‖₁/√D) (transform.rs) as float32: b·d/8 + 8 bytes
-  (56, 104, 200 at d = 384 for b = 1, 2, 4). So b > 1 is b·d random projections'
-  signs (RaBitQ in D dimensions), not RaBitQ's extended bits. The query's rotated
-  residual q_r = P(q − c) (D values) is not quantized itself, but the distance table
-  (sums of q_r over each 4-value group, 16 entries a group) is quantized to u8 over
-  its global min/max (`distance_all`, `quantize_dist_table`), whatever b; the
-  distance is ((2·Σ table − Σq_r)/√D)·scale + add + ‖q − c‖², ranked ascending. The
-  u8 entries are summed in u16 lanes (`rust/lance-linalg/src/simd/dist_table.rs`):
-  the AVX2 kernel (`_mm256_add_epi16`, l. 123-141) and the AVX-512 one
-  (`dist_table.c`, l. 34-37) wrap modulo 2^16 (reproduced here), the scalar one
-  (other CPUs, and AVX-512 CPUs on Windows, where `lance-linalg/build.rs` does not
-  build the AVX-512 kernel, l. 81-86) saturates. D/4 groups of at most 255 stay below 2^16 while
-  D ≤ 1028 (b = 1 and 2 at d = 384; b = 1 up to d = 1028); at b = 4, d = 384 (1,536
-  values, sums up to 97,920) a code close to the query can wrap and rank last.
-  Decoded: c + P^T s·(−scale/2)/√D, the reconstruction the estimator implies.
-  Upstream tests only num_bits = 1 (`python/python/tests/test_vector_index.py`,
+  `rust/lance-index/src/vector/bq/{builder,transform,storage}.rs`): its own RaBitQ,
+  with `num_bits` b (Rust `VectorIndexParams::ivf_rq(num_partitions, num_bits,
+  distance_type)`, `rust/lance/src/index/vector.rs` l. 168; Python `create_index(...,
+  "IVF_RQ", num_bits=b)`, `python/src/dataset.rs` l. 3099-3103; default 1, no range
+  check). COSINE becomes L2 on normalised vectors (`vector/ivf.rs`); the residual r =
+  x − c to the partition centroid is rotated by P, the first d columns of a random
+  orthogonal D × D matrix, D = b·d (`RabitQuantizer::new`, builder.rs l. 52-74, and
+  `transform`, l. 144-181: Householder QR of a Gaussian matrix drawn from an unseeded
+  RNG; here from the replicate seed, as the QR of a D × d Gaussian, whose Q is the
+  same law as those d columns); stored: the D sign bits of Pr (`is_sign_positive`, LSB
+  first, D/8 bytes), add = ‖r‖² and scale = −2‖r‖² / (‖Pr‖₁/√D) (transform.rs) as
+  float32: b·d/8 + 8 bytes (56, 104, 200 at d = 384 for b = 1, 2, 4). So b > 1 is b·d
+  random projections' signs (RaBitQ in D dimensions), not RaBitQ's extended bits. The
+  query's rotated residual q_r = P(q − c) (D values) is not quantized itself, but the
+  distance table (sums of q_r over each 4-value group, 16 entries a group) is
+  quantized to u8 over its global min/max (`distance_all`, `quantize_dist_table`),
+  whatever b; the distance is ((2·Σ table − Σq_r)/√D)·scale + add + ‖q − c‖², ranked
+  ascending. The u8 entries are summed in u16 lanes
+  (`rust/lance-linalg/src/simd/dist_table.rs`): the AVX2 kernel (`_mm256_add_epi16`,
+  l. 123-141) and the AVX-512 one (`dist_table.c`, l. 34-37) wrap modulo 2^16
+  (reproduced here), the scalar one (other CPUs, and AVX-512 CPUs on Windows, where
+  `lance-linalg/build.rs` does not build the AVX-512 kernel, l. 81-86) saturates. D/4
+  groups of at most 255 stay below 2^16 while D ≤ 1028 (b = 1 and 2 at d = 384; b = 1
+  up to d = 1028); at b = 4, d = 384 (1,536 values, sums up to 97,920) a code close to
+  the query can wrap and rank last. Decoded: c + P^T s·(−scale/2)/√D, the
+  reconstruction the estimator implies. Upstream tests only num_bits = 1
+  (`python/python/tests/test_vector_index.py`,
   `rust/lance/src/index/vector/ivf/v2.rs`) and `RabitDistCalculator` notes "it's
-  always 1 for now", but every path uses b. Not reproduced: the IVF partitions (c is the
-  calibration mean) and the exact (unquantized) table Lance uses for the last
-  n mod 32 vectors of a partition.
+  always 1 for now", but every path uses b. Not reproduced: the IVF partitions (c is
+  the calibration mean) and the exact (unquantized) table Lance uses for the last n
+  mod 32 vectors of a partition.
 - faiss itself: `faiss:RaBitQ`, `faiss:RaBitQ4` (`embedbench.quantize.faiss_codec`),
   no separate preset here.
 
